@@ -1,0 +1,74 @@
+"""tf.data pipelines: training pairs with negatives sampled inside the pipeline.
+
+Negatives are drawn with stateless random ops seeded per batch from `tf.data.Dataset.random`
+(re-randomized every epoch), so a run is reproducible from its seed and draws fresh negatives each
+epoch; nothing is sampled in Python.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+
+class SeenSet:
+  """Membership of (user, item) pairs, as a static hash table over user * num_items + item."""
+
+  def __init__(self, users, items, num_items):
+    keys = np.unique(np.asarray(users, np.int64) * num_items + np.asarray(items, np.int64))
+    self.num_items = int(num_items)
+    self.table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.int64),
+                                            tf.ones(len(keys), tf.int32)), default_value=0)
+
+  def contains(self, users, items):
+    """users [B], items [B, k] -> bool [B, k]."""
+    keys = tf.cast(users, tf.int64)[:, None] * self.num_items + tf.cast(items, tf.int64)
+    return self.table.lookup(keys) > 0
+
+
+def sample_unobserved(seen: SeenSet, users, k, seed, max_rounds=1000):
+  """Draws k items per user uniformly among the items the user has not seen (exact rejection).
+
+  Args:
+    seen: the observed pairs.
+    users: int [B].
+    k: items per user.
+    seed: int64 scalar seed (stateless).
+    max_rounds: bound on the redraw rounds (a user who saw all items would loop forever).
+  Returns: int32 [B, k].
+  """
+  shape = tf.stack([tf.shape(users)[0], k])
+  seed = tf.cast(seed, tf.int64)
+
+  def draw(round_):
+    return tf.random.stateless_uniform(shape, seed=tf.stack([seed, tf.cast(round_, tf.int64)]),
+                                       minval=0, maxval=seen.num_items, dtype=tf.int32)
+
+  def cond(round_, items):
+    return tf.logical_and(round_ < max_rounds, tf.reduce_any(seen.contains(users, items)))
+
+  def body(round_, items):
+    return round_ + 1, tf.where(seen.contains(users, items), draw(round_), items)
+
+  _, items = tf.while_loop(cond, body, (tf.constant(1), draw(0)))
+  return items
+
+
+def pairwise(dataset, batch_size, num_negatives=1, seed=0):
+  """Batches of ({"user": [B], "item": [B, 1 + num_negatives]}, None), one epoch per pass.
+
+  Column 0 of "item" is the observed item; the other columns are uniform unobserved items.
+  """
+  seen = SeenSet(dataset.train_users, dataset.train_items, dataset.num_items)
+  n = dataset.num_train
+  pairs = tf.data.Dataset.from_tensor_slices((dataset.train_users, dataset.train_items))
+  pairs = pairs.shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+  seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+  def add_negatives(batch, batch_seed):
+    users, items = batch
+    negatives = sample_unobserved(seen, users, num_negatives, batch_seed)
+    return {"user": users, "item": tf.concat([items[:, None], negatives], axis=1)}
+
+  return (tf.data.Dataset.zip((pairs, seeds))
+          .map(add_negatives, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+          .prefetch(tf.data.AUTOTUNE))

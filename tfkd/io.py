@@ -1,0 +1,35 @@
+"""Atomic file output: readers never see a half-written file."""
+
+import contextlib
+import json
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+  """Yields a temporary path next to `path`; renames it to `path` only on success."""
+  path = os.fspath(path)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  base = os.path.basename(path)
+  # The temporary name ends with the full base name: some writers check the suffix (Keras wants
+  # ".weights.h5", numpy appends ".npz" otherwise). mkstemp reserves it; the writer replaces it.
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{base}", dir=directory)
+  os.close(fd)
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+
+
+def write_text(path, text):
+  with atomic_path(path) as tmp:
+    with open(tmp, "w") as f:
+      f.write(text)
+
+
+def write_json(path, obj):
+  write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

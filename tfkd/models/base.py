@@ -1,0 +1,51 @@
+"""The `Recommender` contract every tfkd model implements.
+
+Evaluation, teacher rankings, distillation and export need exactly two things of a model
+(RecBole's `predict` / `full_sort_predict`):
+
+- `score(users, items)`: users int [B], items int [B, N] -> scores float32 [B, N];
+- `score_all(users)`: users int [B] -> scores float32 [B, num_items].
+
+Higher scores rank first. Training goes through Keras `fit`: a model's `compute_loss` is the one
+hook (TFRS `models/base.py`), and `make_train_dataset` builds the `tf.data` pipeline its loss
+expects, so trainers stay model-agnostic.
+"""
+
+import keras
+import tensorflow as tf
+
+
+class Recommender(keras.Model):
+  """Base class: a Keras 3 model over `num_users` x `num_items` with the scoring contract."""
+
+  def __init__(self, num_users, num_items, **kwargs):
+    super().__init__(**kwargs)
+    if num_users <= 0 or num_items <= 0:
+      raise ValueError(f"num_users and num_items must be positive, got {num_users}, {num_items}")
+    self.num_users = int(num_users)
+    self.num_items = int(num_items)
+
+  def score(self, users, items):
+    raise NotImplementedError
+
+  def score_all(self, users):
+    raise NotImplementedError
+
+  def call(self, inputs, training=False):
+    """inputs: {"user": [B], "item": [B, N]} -> scores [B, N]."""
+    users = tf.cast(inputs["user"], tf.int32)  # a strategy's build may feed float ids
+    items = tf.cast(inputs["item"], tf.int32)
+    return self.score(users, items)
+
+  def make_train_dataset(self, dataset, batch_size, seed):
+    """The model's training pipeline over a `tfkd.data.Dataset` (one epoch per iteration)."""
+    raise NotImplementedError
+
+  def build_for_dataset(self):
+    """Creates the variables (so weights can be loaded before any training step)."""
+    self({"user": tf.zeros([1], tf.int32), "item": tf.zeros([1, 1], tf.int32)})
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(num_users=self.num_users, num_items=self.num_items)
+    return config

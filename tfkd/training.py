@@ -1,0 +1,216 @@
+"""The training library function behind `python -m trainers.train`.
+
+`train(config)` loads the dataset, builds the model, fits it with Adam on the model's own tf.data
+pipeline, evaluates on validation every `eval_every` epochs with early stopping (best weights
+restored), evaluates on test, and writes to `config.workdir`:
+
+  model.json           model name, config, dataset name and key, catalog sizes
+  model.weights.h5     the best weights
+  metrics.json         {"valid": {"H@5": ...}, "test": {...}, "best_epoch": ..., ...}
+  test_ranks.npz       per-user ranks of the test items (for paired t-tests)
+  logs/                TensorBoard logs (training loss per epoch, validation metrics)
+
+Every file is written atomically.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tfkd import io, models
+from tfkd.data import load_dataset
+from tfkd.errors import ConfigError
+from tfkd.evaluation import Evaluator
+
+MODEL_FILE = "model.json"
+WEIGHTS_FILE = "model.weights.h5"
+METRICS_FILE = "metrics.json"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """Everything a training run depends on (the trainers' flags map onto it one to one)."""
+
+  workdir: str
+  model: str = "bpr"
+  model_config: dict = dataclasses.field(default_factory=dict)
+  dataset: str = "citeulike-derrd"
+  data_dir: Optional[str] = None
+  split_seed: int = 0
+  num_candidates: int = 499
+  seed: int = 0
+  epochs: int = 500
+  batch_size: int = 1024
+  learning_rate: float = 1e-3
+  eval_protocol: str = "sampled"
+  eval_every: int = 5
+  patience: int = 10
+  early_stop_metric: str = "H@5"
+  cutoffs: Sequence[int] = (5, 10)
+  eval_batch_size: int = 1024
+  verbose: int = 0
+
+  def validate(self):
+    for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
+      if getattr(self, name) <= 0:
+        raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.learning_rate <= 0:
+      raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+    if self.eval_protocol not in ("sampled", "full"):
+      raise ConfigError(f"eval_protocol must be 'sampled' or 'full', got {self.eval_protocol!r}")
+    if self.num_candidates < 0:
+      raise ConfigError(f"num_candidates must be >= 0, got {self.num_candidates}")
+    if self.eval_protocol == "sampled" and self.num_candidates == 0:
+      raise ConfigError("eval_protocol 'sampled' needs num_candidates > 0")
+    known = {f"{k}@{n}" for k in ("H", "M", "NDCG") for n in self.cutoffs}
+    if self.early_stop_metric not in known:
+      raise ConfigError(f"early_stop_metric must be one of {sorted(known)}, "
+                        f"got {self.early_stop_metric!r}")
+    models.get(self.model)
+
+
+def prepare_workdir(workdir):
+  """Creates `workdir` and checks it is writable; a one-line ConfigError otherwise."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, ".write_test")
+    with open(probe, "w") as f:
+      f.write("")
+    os.unlink(probe)
+  except OSError as e:
+    raise ConfigError(f"workdir {workdir!r} is not writable ({e.strerror or e})") from None
+
+
+class ValidationCallback(keras.callbacks.Callback):
+  """Evaluates every `every` epochs; keeps the best weights; stops after `patience` evaluations
+  without improvement; restores the best weights when training ends."""
+
+  def __init__(self, evaluator, every, patience, metric, writer=None):
+    super().__init__()
+    self.evaluator, self.every, self.patience, self.metric = evaluator, every, patience, metric
+    self.writer = writer
+    self.best, self.best_epoch, self.best_weights, self.wait = -np.inf, 0, None, 0
+    self.history = []
+
+  def on_epoch_end(self, epoch, logs=None):
+    if (epoch + 1) % self.every:
+      return
+    result = self.evaluator.evaluate(self.model).metrics
+    self.history.append(dict(result, epoch=epoch + 1))
+    if self.writer is not None:
+      with self.writer.as_default(step=epoch + 1):
+        for name, value in result.items():
+          tf.summary.scalar(f"valid/{name}", value)
+      self.writer.flush()
+    logging.info("epoch %d: valid %s", epoch + 1,
+                 " ".join(f"{k}={v:.4f}" for k, v in sorted(result.items())))
+    if result[self.metric] > self.best:
+      self.best, self.best_epoch, self.wait = result[self.metric], epoch + 1, 0
+      self.best_weights = [w.numpy() for w in self.model.weights]
+    else:
+      self.wait += 1
+      if self.wait >= self.patience:
+        self.model.stop_training = True
+
+  def on_train_end(self, logs=None):
+    if self.best_weights is not None:
+      for variable, value in zip(self.model.weights, self.best_weights):
+        variable.assign(value)
+
+
+def save_model(model, name, dataset, workdir):
+  """Writes model.json and model.weights.h5 atomically."""
+  with io.atomic_path(os.path.join(workdir, WEIGHTS_FILE)) as tmp:
+    model.save_weights(tmp)
+  config = {k: v for k, v in model.get_config().items()
+            if k not in ("name", "trainable", "dtype", "num_users", "num_items")}
+  io.write_json(os.path.join(workdir, MODEL_FILE), {
+      "model": name, "config": config, "dataset": dataset.name, "dataset_key": dataset.key,
+      "num_users": dataset.num_users, "num_items": dataset.num_items})
+
+
+def load_model(workdir, dataset=None):
+  """Rebuilds a trained model from a workdir; refuses one made for another dataset."""
+  meta_path, weights = os.path.join(workdir, MODEL_FILE), os.path.join(workdir, WEIGHTS_FILE)
+  if not (os.path.isfile(meta_path) and os.path.isfile(weights)):
+    raise ConfigError(f"{workdir}: no trained model ({MODEL_FILE} and {WEIGHTS_FILE} expected)")
+  try:
+    with open(meta_path) as f:
+      meta = json.load(f)
+    name = meta["model"]
+  except (ValueError, KeyError) as e:
+    raise ConfigError(f"{meta_path}: corrupt model description ({e})") from None
+  if dataset is not None:
+    got = (meta.get("dataset"), meta.get("num_users"), meta.get("num_items"))
+    want = (dataset.name, dataset.num_users, dataset.num_items)
+    if got != want or meta.get("dataset_key") != dataset.key:
+      raise ConfigError(
+          f"{workdir}: model trained on {got[0]} ({got[1]} users x {got[2]} items, key "
+          f"{meta.get('dataset_key')}), but the dataset is {want[0]} ({want[1]} users x "
+          f"{want[2]} items, key {dataset.key})")
+  model = models.build(name, meta["num_users"], meta["num_items"], **meta["config"])
+  try:
+    model.load_weights(weights)
+  except Exception as e:  # h5py and Keras raise many types for a damaged file
+    raise ConfigError(f"{weights}: cannot load weights ({type(e).__name__}: {e})") from None
+  return model, meta
+
+
+def evaluate_splits(model, dataset, protocol, cutoffs, batch_size):
+  return {split: Evaluator(dataset, split, protocol, cutoffs, batch_size).evaluate(model)
+          for split in ("valid", "test")}
+
+
+def train(config: TrainConfig):
+  """Trains, evaluates and saves one model; returns the metrics dict written to metrics.json."""
+  config.validate()
+  prepare_workdir(config.workdir)
+  keras.utils.set_random_seed(config.seed)
+  dataset = load_dataset(config.dataset, data_dir=config.data_dir, split_seed=config.split_seed,
+                         num_candidates=config.num_candidates)
+  logging.info("%s", dataset.summary())
+  try:
+    model = models.build(config.model, dataset.num_users, dataset.num_items,
+                         **config.model_config)
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"model {config.model!r}: {e}") from None
+  model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+  train_data = model.make_train_dataset(dataset, config.batch_size, seed=config.seed)
+
+  logdir = os.path.join(config.workdir, "logs")
+  writer = tf.summary.create_file_writer(os.path.join(logdir, "validation"))
+  validation = ValidationCallback(
+      Evaluator(dataset, "valid", config.eval_protocol, config.cutoffs, config.eval_batch_size),
+      config.eval_every, config.patience, config.early_stop_metric, writer)
+  callbacks = [keras.callbacks.TensorBoard(logdir, write_graph=False, profile_batch=0),
+               validation, keras.callbacks.TerminateOnNaN()]
+  start = time.time()
+  history = model.fit(train_data, epochs=config.epochs, callbacks=callbacks,
+                      verbose=config.verbose)
+  train_seconds = time.time() - start
+  losses = history.history.get("loss", [])
+  if losses and not np.isfinite(losses[-1]):
+    raise ConfigError(f"training diverged: loss is {losses[-1]} at epoch {len(losses)}; "
+                      "lower --learning_rate")
+
+  results = evaluate_splits(model, dataset, config.eval_protocol, config.cutoffs,
+                            config.eval_batch_size)
+  save_model(model, config.model, dataset, config.workdir)
+  with io.atomic_path(os.path.join(config.workdir, "test_ranks.npz")) as tmp:
+    np.savez(tmp, users=results["test"].users, ranks=results["test"].ranks)
+  metrics = {split: r.metrics for split, r in results.items()}
+  metrics.update(best_epoch=validation.best_epoch, epochs_run=len(losses),
+                 train_seconds=round(train_seconds, 2),
+                 seconds_per_epoch=round(train_seconds / max(len(losses), 1), 3),
+                 protocol=config.eval_protocol, dataset=dataset.name, seed=config.seed,
+                 num_parameters=int(model.count_params()))
+  io.write_json(os.path.join(config.workdir, METRICS_FILE), metrics)
+  logging.info("test %s", " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics["test"].items())))
+  return metrics
