@@ -1,0 +1,51 @@
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+from absl import flags
+
+# Entry points define flags at import; pytest never parses a command line.
+flags.FLAGS.mark_as_parsed()
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.environ.get("TFKD_DATA_DIR") or os.path.join(REPO, "..", "shared", "data")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+  """Every test gets its own cache directory: no test reads another's prepared data."""
+  monkeypatch.setenv("TFKD_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def shared_file(relpath):
+  path = os.path.join(SHARED_DATA, relpath)
+  if not os.path.isfile(path):
+    pytest.skip(f"{relpath} not found under {SHARED_DATA} (set TFKD_DATA_DIR)")
+  return path
+
+
+@pytest.fixture
+def tiny():
+  from tfkd.data import load_dataset
+  return load_dataset("synthetic", num_candidates=50,
+                      synthetic_params=dict(num_users=60, num_items=120,
+                                            interactions_per_user=10))
+
+
+class FixedScores:
+  """A stand-in model whose scores are a given [num_users, num_items] matrix."""
+
+  def __init__(self, matrix):
+    import tensorflow as tf
+    self.matrix = tf.constant(np.asarray(matrix, np.float32))
+
+  def score(self, users, items):
+    import tensorflow as tf
+    return tf.gather(tf.gather(self.matrix, users), items, batch_dims=1)
+
+  def score_all(self, users):
+    import tensorflow as tf
+    return tf.gather(self.matrix, users)

@@ -1,0 +1,83 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfkd import models
+from tfkd.data import pipelines
+
+
+def small_bpr(l2=0.0):
+  keras.utils.set_random_seed(0)
+  return models.build("bpr", 5, 7, dim=3, l2=l2, init_stddev=0.5)
+
+
+def test_scores_match_numpy_oracle_and_each_other():
+  m = small_bpr()
+  p, q = m.user_embedding.embeddings.numpy(), m.item_embedding.embeddings.numpy()
+  users = np.array([0, 3, 4])
+  items = np.array([[1, 2], [0, 6], [5, 5]])
+  expected = np.einsum("bd,bnd->bn", p[users], q[items])
+  np.testing.assert_allclose(m.score(users, items).numpy(), expected, rtol=1e-5)
+  all_scores = m.score_all(users).numpy()
+  np.testing.assert_allclose(all_scores, p[users] @ q.T, rtol=1e-5)
+  np.testing.assert_allclose(np.take_along_axis(all_scores, items, 1), expected, rtol=1e-5)
+
+
+def test_loss_closed_form():
+  m = small_bpr(l2=0.1)
+  y_pred = tf.constant([[2.0, 0.0, 1.0], [0.0, 3.0, -1.0]])
+  # softplus(-(s_pos - s_neg)) over the 4 (pos, neg) pairs: margins 2, 1, -3, 1.
+  margins = np.array([2.0, 1.0, -3.0, 1.0])
+  bpr = np.mean(np.log1p(np.exp(-margins)))
+  reg = 0.1 * 0.5 * sum(np.sum(w.numpy() ** 2) for w in m.weights)
+  assert float(m.compute_loss(y_pred=y_pred)) == pytest.approx(bpr + reg, rel=1e-5)
+
+
+def test_loss_is_stable_for_large_margins():
+  m = small_bpr()
+  loss = m.compute_loss(y_pred=tf.constant([[-100.0, 100.0], [100.0, -100.0]]))
+  assert float(loss) == pytest.approx(100.0, rel=1e-5)  # (200 + 0) / 2
+
+
+def test_serialization_round_trip(tmp_path):
+  m = small_bpr(l2=0.01)
+  path = str(tmp_path / "m.keras")
+  m.save(path)
+  loaded = keras.models.load_model(path)
+  assert isinstance(loaded, models.BPR) and loaded.get_config()["dim"] == 3
+  users = np.arange(5)
+  np.testing.assert_allclose(loaded.score_all(users), m.score_all(users), rtol=1e-6)
+
+
+def test_one_training_step_lowers_loss(tiny):
+  keras.utils.set_random_seed(0)
+  m = models.build("bpr", tiny.num_users, tiny.num_items, dim=8, init_stddev=0.1)
+  m.compile(optimizer=keras.optimizers.Adam(0.05))
+  batch = next(iter(m.make_train_dataset(tiny, 256, seed=0)))
+  before = float(m.compute_loss(y_pred=m(batch)))
+  m.train_on_batch(batch)
+  assert float(m.compute_loss(y_pred=m(batch))) < before
+
+
+def test_negatives_are_never_observed(tiny):
+  seen = set(zip(tiny.train_users.tolist(), tiny.train_items.tolist()))
+  data = pipelines.pairwise(tiny, 128, num_negatives=4, seed=3)
+  count = 0
+  for batch in data:
+    users, items = batch["user"].numpy(), batch["item"].numpy()
+    for u, row in zip(users, items):
+      assert (u, row[0]) in seen
+      assert not any((u, j) in seen for j in row[1:])
+      count += 1
+  assert count == tiny.num_train
+
+
+def test_epochs_draw_fresh_negatives_reproducibly(tiny):
+  def epochs(seed):
+    data = pipelines.pairwise(tiny, 4096, seed=seed)
+    return [next(iter(data))["item"].numpy() for _ in range(2)]
+  a, b = epochs(1), epochs(1)
+  np.testing.assert_array_equal(a[0], b[0])
+  np.testing.assert_array_equal(a[1], b[1])
+  assert not np.array_equal(a[0][:, 1], a[1][:, 1])

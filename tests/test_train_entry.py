@@ -1,0 +1,72 @@
+"""Smoke and bad-input tests of `python -m trainers.train`."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from absl.testing import flagsaver
+
+from conftest import REPO
+from trainers import train
+
+TINY = dict(dataset="synthetic", num_candidates=40, epochs=4, eval_every=2, dim=8,
+            learning_rate=0.02, batch_size=256)
+
+
+def test_main_writes_checkpoint_flags_logs_and_metrics(tmp_path):
+  workdir = str(tmp_path / "w")
+  with flagsaver.flagsaver(workdir=workdir, **TINY):
+    train.main(["train"])
+  for name in ("model.json", "model.weights.h5", "flags.txt", "metrics.json", "test_ranks.npz"):
+    assert os.path.isfile(os.path.join(workdir, name)), name
+  assert os.listdir(os.path.join(workdir, "logs"))
+  with open(os.path.join(workdir, "metrics.json")) as f:
+    metrics = json.load(f)
+  for split in ("valid", "test"):
+    assert {"H@5", "M@5", "H@10", "M@10", "NDCG@10"} <= set(metrics[split])
+    assert 0.0 <= metrics[split]["M@5"] <= metrics[split]["H@5"] <= metrics[split]["H@10"] <= 1
+  assert "--dim=8" in open(os.path.join(workdir, "flags.txt")).read()
+  # The reloaded checkpoint gives the same test metrics.
+  from tfkd import training
+  from tfkd.data import load_dataset
+  d = load_dataset("synthetic", num_candidates=40)
+  model, _ = training.load_model(workdir, d)
+  again = training.evaluate_splits(model, d, "sampled", (5, 10), 1024)["test"].metrics
+  assert again == pytest.approx(metrics["test"])
+
+
+def run(args, tmp_path):
+  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+  return subprocess.run([sys.executable, "-m", "trainers.train", *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_bad_flags_exit_nonzero_with_one_line(tmp_path):
+  r = run(["--dataset=synthetic", f"--workdir={tmp_path}/w", "--batch_size=0"], tmp_path)
+  assert r.returncode != 0 and "batch_size" in r.stderr
+  r = run(["--dataset=synthetic", f"--workdir={tmp_path}/w", "--no_such_flag=1"], tmp_path)
+  assert r.returncode != 0 and "no_such_flag" in r.stderr
+
+
+def test_unwritable_workdir_is_one_line(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("")
+  r = run(["--dataset=synthetic", f"--workdir={blocker}/w", "--num_candidates=10"], tmp_path)
+  assert r.returncode == 1
+  last = r.stderr.strip().splitlines()[-1]
+  assert last.startswith("tfkd: error: workdir") and "not writable" in last
+
+
+def test_teacher_from_another_dataset_is_refused(tmp_path):
+  from tfkd import training
+  from tfkd.data import load_dataset
+  from tfkd.errors import ConfigError
+  workdir = str(tmp_path / "w")
+  with flagsaver.flagsaver(workdir=workdir, **TINY):
+    train.main(["train"])
+  other = load_dataset("synthetic", num_candidates=40,
+                       synthetic_params=dict(num_users=50, num_items=200))
+  with pytest.raises(ConfigError, match="model trained on synthetic \\(200 users x \\d+ items.*but the dataset is synthetic \\(50 users"):
+    training.load_model(workdir, other)
