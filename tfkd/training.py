@@ -193,7 +193,7 @@ def train(config: TrainConfig):
                validation, keras.callbacks.TerminateOnNaN()]
   start = time.time()
   history = model.fit(train_data, epochs=config.epochs, callbacks=callbacks,
-                      verbose=config.verbose)
+                      verbose=config.verbose, shuffle=False)  # the pipeline shuffles
   train_seconds = time.time() - start
   losses = history.history.get("loss", [])
   if losses and not np.isfinite(losses[-1]):
