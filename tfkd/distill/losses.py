@@ -1,0 +1,58 @@
+"""Keras losses of the distillation methods, serializable and registered under string keys."""
+
+import keras
+import tensorflow as tf
+
+from tfkd.distill import losses_impl
+
+_LOSSES = {}
+
+
+def register(key):
+  def wrap(cls):
+    _LOSSES[key] = cls
+    return keras.saving.register_keras_serializable(package="tfkd")(cls)
+  return wrap
+
+
+def get(identifier, **kwargs):
+  """A loss instance from a registered key (or a config dict from `serialize`)."""
+  if isinstance(identifier, keras.losses.Loss):
+    return identifier
+  if isinstance(identifier, dict):
+    return keras.losses.deserialize(identifier)
+  try:
+    return _LOSSES[identifier](**kwargs)
+  except KeyError:
+    raise ValueError(f"unknown loss {identifier!r}; expected one of "
+                     f"{', '.join(sorted(_LOSSES))}") from None
+
+
+def keys():
+  return sorted(_LOSSES)
+
+
+@register("relaxed_permutation")
+class RelaxedPermutationLoss(keras.losses.Loss):
+  """Relaxed permutation loss (RRD; DCD eq. 1): -log p(pi | S), averaged over rows.
+
+  `y_pred` [B, K + L]: the first `num_ordered` columns are the ordered list (best first), the rest
+  the unordered tail. `y_true` is the validity mask of the same shape (1 = use the entry;
+  0 = padding); all ones when every entry counts.
+  """
+
+  def __init__(self, num_ordered, name="relaxed_permutation", reduction="sum_over_batch_size",
+               **kwargs):
+    super().__init__(name=name, reduction=reduction, **kwargs)
+    if int(num_ordered) <= 0:
+      raise ValueError(f"num_ordered must be positive, got {num_ordered}")
+    self.num_ordered = int(num_ordered)
+
+  def call(self, y_true, y_pred):
+    k = self.num_ordered
+    mask = tf.cast(y_true, tf.bool)
+    return losses_impl.relaxed_permutation_nll(y_pred[:, :k], y_pred[:, k:], mask[:, :k],
+                                               mask[:, k:])
+
+  def get_config(self):
+    return dict(super().get_config(), num_ordered=self.num_ordered)
