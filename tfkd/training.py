@@ -168,41 +168,46 @@ def evaluate_splits(model, dataset, protocol, cutoffs, batch_size):
           for split in ("valid", "test")}
 
 
-def train(config: TrainConfig):
-  """Trains, evaluates and saves one model; returns the metrics dict written to metrics.json."""
+def _load_data(config):
   config.validate()
   prepare_workdir(config.workdir)
   keras.utils.set_random_seed(config.seed)
   dataset = load_dataset(config.dataset, data_dir=config.data_dir, split_seed=config.split_seed,
                          num_candidates=config.num_candidates)
   logging.info("%s", dataset.summary())
-  try:
-    model = models.build(config.model, dataset.num_users, dataset.num_items,
-                         **config.model_config)
-  except (TypeError, ValueError) as e:
-    raise ConfigError(f"model {config.model!r}: {e}") from None
-  model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-  train_data = model.make_train_dataset(dataset, config.batch_size, seed=config.seed)
+  return dataset
 
+
+def _build(name, dataset, model_config):
+  try:
+    return models.build(name, dataset.num_users, dataset.num_items, **model_config)
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"model {name!r}: {e}") from None
+
+
+def fit_evaluate_save(config, dataset, fit_model, student, train_data, callbacks=()):
+  """Fits `fit_model` (the student itself, or a Distiller around it) with validation-based early
+  stopping, evaluates `student` on valid and test, writes the workdir; returns metrics."""
+  fit_model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
   logdir = os.path.join(config.workdir, "logs")
   writer = tf.summary.create_file_writer(os.path.join(logdir, "validation"))
   validation = ValidationCallback(
       Evaluator(dataset, "valid", config.eval_protocol, config.cutoffs, config.eval_batch_size),
       config.eval_every, config.patience, config.early_stop_metric, writer)
-  callbacks = [keras.callbacks.TensorBoard(logdir, write_graph=False, profile_batch=0),
+  callbacks = [*callbacks, keras.callbacks.TensorBoard(logdir, write_graph=False, profile_batch=0),
                validation, keras.callbacks.TerminateOnNaN()]
   start = time.time()
-  history = model.fit(train_data, epochs=config.epochs, callbacks=callbacks,
-                      verbose=config.verbose, shuffle=False)  # the pipeline shuffles
+  history = fit_model.fit(train_data, epochs=config.epochs, callbacks=callbacks,
+                          verbose=config.verbose, shuffle=False)  # the pipeline shuffles
   train_seconds = time.time() - start
   losses = history.history.get("loss", [])
   if losses and not np.isfinite(losses[-1]):
     raise ConfigError(f"training diverged: loss is {losses[-1]} at epoch {len(losses)}; "
                       "lower --learning_rate")
 
-  results = evaluate_splits(model, dataset, config.eval_protocol, config.cutoffs,
+  results = evaluate_splits(student, dataset, config.eval_protocol, config.cutoffs,
                             config.eval_batch_size)
-  save_model(model, config.model, dataset, config.workdir)
+  save_model(student, config.model, dataset, config.workdir)
   with io.atomic_path(os.path.join(config.workdir, "test_ranks.npz")) as tmp:
     np.savez(tmp, users=results["test"].users, ranks=results["test"].ranks)
   metrics = {split: r.metrics for split, r in results.items()}
@@ -210,7 +215,64 @@ def train(config: TrainConfig):
                  train_seconds=round(train_seconds, 2),
                  seconds_per_epoch=round(train_seconds / max(len(losses), 1), 3),
                  protocol=config.eval_protocol, dataset=dataset.name, seed=config.seed,
-                 num_parameters=int(model.count_params()))
+                 num_parameters=int(student.count_params()))
   io.write_json(os.path.join(config.workdir, METRICS_FILE), metrics)
   logging.info("test %s", " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics["test"].items())))
   return metrics
+
+
+def train(config: TrainConfig):
+  """Trains, evaluates and saves one model; returns the metrics dict written to metrics.json."""
+  dataset = _load_data(config)
+  model = _build(config.model, dataset, config.model_config)
+  train_data = model.make_train_dataset(dataset, config.batch_size, seed=config.seed)
+  return fit_evaluate_save(config, dataset, model, model, train_data)
+
+
+@dataclasses.dataclass
+class DistillConfig(TrainConfig):
+  """A student's training plus: the teacher (trained first when `teacher_dir` holds none) and the
+  distillation method with its config."""
+
+  teacher_dir: str = ""
+  teacher: Optional[TrainConfig] = None  # how to train the teacher when teacher_dir is empty
+  method: str = "rrd"
+  method_config: object = None
+  knowledge_chunk_size: int = 1024
+
+
+def ensure_teacher(config: DistillConfig, dataset):
+  """Loads the teacher from config.teacher_dir, training it there first if it holds none."""
+  if not config.teacher_dir:
+    raise ConfigError("--teacher_dir is required")
+  if not os.path.isfile(os.path.join(config.teacher_dir, MODEL_FILE)):
+    if config.teacher is None:
+      raise ConfigError(f"{config.teacher_dir}: no trained teacher and no teacher config")
+    logging.info("no teacher in %s: training one first", config.teacher_dir)
+    train(dataclasses.replace(config.teacher, workdir=config.teacher_dir))
+  teacher, meta = load_model(config.teacher_dir, dataset)
+  return teacher, meta
+
+
+def distill(config: DistillConfig):
+  """Distils the teacher into a new student; writes the student's workdir; returns metrics."""
+  from tfkd import distill as distill_lib  # the methods register themselves on import
+
+  method_cls = distill_lib.get(config.method)
+  method = method_cls(config.method_config)
+  dataset = _load_data(config)
+  teacher, _ = ensure_teacher(config, dataset)
+  keras.utils.set_random_seed(config.seed)
+  knowledge = distill_lib.teacher.load_or_compute(
+      teacher, config.teacher_dir, os.path.join(config.teacher_dir, WEIGHTS_FILE), dataset,
+      method.user_k, method.item_k, config.knowledge_chunk_size) if method.user_k else {}
+  student = _build(config.model, dataset, config.model_config)
+  method.setup(dataset, student, teacher, knowledge)
+  distiller = distill_lib.Distiller(student, teacher, method)
+  distiller.declare_parts(method.part_names())
+  base = student.make_train_dataset(dataset, config.batch_size, seed=config.seed)
+  seeds = tf.data.Dataset.random(seed=config.seed + 1, rerandomize_each_iteration=True)
+  train_data = tf.data.Dataset.zip((base, seeds)).map(
+      method.augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+  ).prefetch(tf.data.AUTOTUNE)
+  return fit_evaluate_save(config, dataset, distiller, student, train_data, method.callbacks())

@@ -6,52 +6,90 @@ import sys
 
 from absl import flags, logging
 
-from tfkd import io, models
+import dataclasses
+
+from tfkd import io, models, training
 from tfkd.data import catalog
 from tfkd.errors import TfkdError
 
 FLAGS = flags.FLAGS
 
 
-def define_common_flags():
-  flags.DEFINE_enum("dataset", "citeulike-derrd", catalog.names(), "Catalog dataset.")
+def define_common_flags(fv=FLAGS):
+  """The flags of every trainer, defined on `fv` (FLAGS, or a private FlagValues).
+
+  Idempotent: every entry point defines them, and tests import several entry points.
+  """
+  if "dataset" in fv:
+    return
+  d = dict(flag_values=fv)
+  flags.DEFINE_enum("dataset", "citeulike-derrd", catalog.names(), "Catalog dataset.", **d)
   flags.DEFINE_string("data_dir", None, "First directory searched for source data files "
-                      f"(then ${catalog.DATA_DIR_ENV}, then the tfkd cache).")
-  flags.DEFINE_string("workdir", None, "Output directory (checkpoint, flags, logs, metrics).")
-  flags.DEFINE_integer("seed", 0, "Seed of initialisation and sampling.")
-  flags.DEFINE_integer("split_seed", 0, "Seed of the random split and evaluation candidates.")
+                      f"(then ${catalog.DATA_DIR_ENV}, then the tfkd cache).", **d)
+  flags.DEFINE_string("workdir", None, "Output directory (checkpoint, flags, logs, metrics).", **d)
+  flags.DEFINE_integer("seed", 0, "Seed of initialisation and sampling.", **d)
+  flags.DEFINE_integer("split_seed", 0, "Seed of the random split and evaluation candidates.", **d)
   flags.DEFINE_integer("num_candidates", 499, "Unobserved items per user for the sampled "
-                       "protocol.", lower_bound=0)
-  flags.DEFINE_integer("epochs", 500, "Maximum number of epochs.", lower_bound=1)
-  flags.DEFINE_integer("batch_size", 1024, "Training batch size.", lower_bound=1)
-  flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0.0)
+                       "protocol.", lower_bound=0, **d)
+  flags.DEFINE_integer("epochs", 500, "Maximum number of epochs.", lower_bound=1, **d)
+  flags.DEFINE_integer("batch_size", 1024, "Training batch size.", lower_bound=1, **d)
+  flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0.0, **d)
   flags.DEFINE_enum("eval_protocol", "sampled", ["sampled", "full"],
-                    "Rank the held-out item against sampled candidates or all items.")
+                    "Rank the held-out item against sampled candidates or all items.", **d)
   flags.DEFINE_integer("eval_every", 5, "Evaluate on validation every this many epochs.",
-                       lower_bound=1)
+                       lower_bound=1, **d)
   flags.DEFINE_integer("patience", 10, "Stop after this many evaluations without improvement.",
-                       lower_bound=1)
-  flags.DEFINE_string("early_stop_metric", "H@5", "Validation metric for early stopping.")
-  flags.DEFINE_list("cutoffs", ["5", "10"], "List lengths N of the reported metrics.")
-  flags.DEFINE_integer("eval_batch_size", 1024, "Users per evaluation batch.", lower_bound=1)
-  flags.DEFINE_integer("verbose", 0, "Keras progress output (0, 1 or 2).")
-  flags.mark_flag_as_required("workdir")
+                       lower_bound=1, **d)
+  flags.DEFINE_string("early_stop_metric", "H@5", "Validation metric for early stopping.", **d)
+  flags.DEFINE_list("cutoffs", ["5", "10"], "List lengths N of the reported metrics.", **d)
+  flags.DEFINE_integer("eval_batch_size", 1024, "Users per evaluation batch.", lower_bound=1, **d)
+  flags.DEFINE_integer("verbose", 0, "Keras progress output (0, 1 or 2).", **d)
+  flags.mark_flag_as_required("workdir", flag_values=fv)
 
 
-def define_model_flags():
-  flags.DEFINE_enum("model", "bpr", sorted(models.MODELS), "Model.")
-  flags.DEFINE_integer("dim", 20, "Embedding size.", lower_bound=1)
-  flags.DEFINE_float("l2", 0.0, "L2 coefficient (see the model's docstring).", lower_bound=0.0)
+def define_model_flags(fv=FLAGS):
+  if "model" in fv:
+    return
+  d = dict(flag_values=fv)
+  flags.DEFINE_enum("model", "bpr", sorted(models.MODELS), "Model.", **d)
+  flags.DEFINE_integer("dim", 20, "Embedding size.", lower_bound=1, **d)
+  flags.DEFINE_float("l2", 0.0, "L2 coefficient (see the model's docstring).", lower_bound=0.0, **d)
 
 
-def cutoffs():
+def cutoffs(fv=FLAGS):
   try:
-    values = tuple(int(c) for c in FLAGS.cutoffs)
+    values = tuple(int(c) for c in fv.cutoffs)
   except ValueError:
-    raise TfkdError(f"--cutoffs must be integers, got {','.join(FLAGS.cutoffs)}") from None
+    raise TfkdError(f"--cutoffs must be integers, got {','.join(fv.cutoffs)}") from None
   if not values or min(values) <= 0:
-    raise TfkdError(f"--cutoffs must be positive integers, got {','.join(FLAGS.cutoffs)}")
+    raise TfkdError(f"--cutoffs must be positive integers, got {','.join(fv.cutoffs)}")
   return values
+
+
+def train_config(fv=FLAGS, cls=training.TrainConfig, **extra):
+  """A TrainConfig (or subclass) from the common and model flags of `fv`."""
+  return cls(
+      workdir=fv.workdir, model=fv.model, model_config=dict(dim=fv.dim, l2=fv.l2),
+      dataset=fv.dataset, data_dir=fv.data_dir, split_seed=fv.split_seed,
+      num_candidates=fv.num_candidates, seed=fv.seed, epochs=fv.epochs,
+      batch_size=fv.batch_size, learning_rate=fv.learning_rate,
+      eval_protocol=fv.eval_protocol, eval_every=fv.eval_every, patience=fv.patience,
+      early_stop_metric=fv.early_stop_metric, cutoffs=cutoffs(fv),
+      eval_batch_size=fv.eval_batch_size, verbose=fv.verbose, **extra)
+
+
+def train_config_from_flagfile(path, **overrides):
+  """Parses a trainers.train flagfile into a TrainConfig, apart from the process's own flags."""
+  if not os.path.isfile(path):
+    raise TfkdError(f"flagfile {path!r} not found")
+  fv = flags.FlagValues()
+  define_common_flags(fv)
+  define_model_flags(fv)
+  try:
+    fv(["trainer", f"--flagfile={path}", "--workdir=unused"])
+  except flags.Error as e:
+    raise TfkdError(f"{path}: {e}") from None
+  return dataclasses.replace(train_config(fv), **overrides)
 
 
 def write_flags(workdir):

@@ -1,0 +1,127 @@
+import keras
+import numpy as np
+import pytest
+import scipy.stats
+import tensorflow as tf
+
+from tfkd import models
+from tfkd.distill import Distiller, RRDConfig, samplers, teacher as teacher_lib
+from tfkd.distill.rrd import RRD
+
+
+def build_pair(d):
+  keras.utils.set_random_seed(0)
+  teacher = models.build("bpr", d.num_users, d.num_items, dim=16, init_stddev=0.3)
+  student = models.build("bpr", d.num_users, d.num_items, dim=4, init_stddev=0.3)
+  return teacher, student
+
+
+def rrd_setup(d, **kw):
+  teacher, student = build_pair(d)
+  method = RRD(RRDConfig(top=30, num_interesting=5, num_uninteresting=6, item_top=20,
+                         item_num_interesting=4, item_num_uninteresting=5, **kw))
+  knowledge = {"user_topk": teacher_lib.user_topk(teacher, d, method.user_k),
+               "item_topk": teacher_lib.item_topk(teacher, d, method.item_k)
+               if method.item_k else None}
+  method.setup(d, student, teacher, knowledge)
+  distiller = Distiller(student, teacher, method)
+  distiller.declare_parts(method.part_names())
+  return distiller, method, knowledge
+
+
+def batch(d, method, seed=0):
+  x = next(iter(d_pipeline(d)))
+  return method.augment(x, tf.constant(seed, tf.int64))
+
+
+def d_pipeline(d):
+  from tfkd.data import pipelines
+  return pipelines.pairwise(d, 64, seed=0)
+
+
+def test_distiller_freezes_teacher_scores_like_student_and_moves_student(tiny):
+  distiller, method, _ = rrd_setup(tiny, item_weight=1e-2, weight=1e-1)
+  x = batch(tiny, method)
+  assert not distiller.teacher.trainable
+  assert {id(v) for v in distiller.trainable_variables} == \
+      {id(v) for v in distiller.student.trainable_variables}
+  users = tf.range(5)
+  np.testing.assert_allclose(distiller.score_all(users), distiller.student.score_all(users))
+  np.testing.assert_allclose(distiller(x), distiller.student(x))
+  distiller.compile(optimizer=keras.optimizers.Adam(0.1))
+  teacher_before = [w.numpy().copy() for w in distiller.teacher.weights]
+  student_before = [w.numpy().copy() for w in distiller.student.weights]
+  logs = distiller.train_on_batch(x, return_dict=True)
+  assert {"base_loss", "rrd_loss", "ir_rrd_loss"} <= set(logs)
+  for w, before in zip(distiller.teacher.weights, teacher_before):
+    np.testing.assert_array_equal(w.numpy(), before)
+  assert all(not np.allclose(w.numpy(), b)
+             for w, b in zip(distiller.student.weights, student_before))
+
+
+def test_rrd_batch_is_ordered_top_items_then_unobserved_tail(tiny):
+  distiller, method, knowledge = rrd_setup(tiny, item_weight=1e-2)
+  x = batch(tiny, method, seed=3)
+  seen = set(zip(tiny.train_users.tolist(), tiny.train_items.tolist()))
+  top = knowledge["user_topk"]
+  for u, row in zip(x["rrd_user"].numpy(), x["rrd_item"].numpy()):
+    ordered, tail = row[:5], row[5:]
+    positions = [list(top[u]).index(i) for i in ordered]
+    assert positions == sorted(positions) and len(set(positions)) == 5
+    assert all((u, j) not in seen and j not in top[u] for j in tail)
+  itop = knowledge["item_topk"]
+  for i, row in zip(x["ir_item"].numpy(), x["ir_user"].numpy()):
+    assert all(u in itop[i] for u in row[:4])
+    assert all((u, i) not in seen and u not in itop[i] for u in row[4:])
+  # The loss part equals the relaxed permutation NLL computed by hand.
+  scores = distiller.student.score(x["rrd_user"], x["rrd_item"]).numpy().astype(np.float64)
+  expected = np.mean([-sum(r[k] - np.log(np.exp(r[k:]).sum()) for k in range(5))
+                      for r in scores])
+  got = float(method.loss_parts(distiller.student, x)["rrd_loss"])
+  assert got == pytest.approx(method.config.weight * expected, rel=1e-4)
+
+
+def test_full_variant_tail_is_every_other_unobserved_item(tiny):
+  distiller, method, knowledge = rrd_setup(tiny, variant="full", weight=1.0)
+  x = batch(tiny, method)
+  student = distiller.student
+  got = float(method.loss_parts(student, x)["rrd_loss"])
+  expected = []
+  for u in x["rrd_user"].numpy():
+    s = student.score_all(tf.constant([u])).numpy()[0].astype(np.float64)
+    ordered = knowledge["user_topk"][u, :5]
+    tail = np.ones(tiny.num_items, bool)
+    tail[tiny.train_items[tiny.train_users == u]] = False
+    tail[ordered] = False
+    o = s[ordered]
+    expected.append(-sum(o[k] - np.log(np.exp(o[k:]).sum() + np.exp(s[tail]).sum())
+                         for k in range(5)))
+  assert got == pytest.approx(np.mean(expected), rel=1e-4)
+
+
+def test_rank_positions_first_draw_frequencies_match_probabilities():
+  # The smallest sorted position is not the first draw; use k = 1 where the single draw is
+  # exactly p(r) ~ exp(-(r + 1) / T).
+  top, t, n = 12, 3.0, 20000
+  pos = samplers.rank_positions(n, top, 1, t, tf.constant([5, 1], tf.int64)).numpy()[:, 0]
+  observed = np.bincount(pos, minlength=top)
+  expected = samplers.rank_probabilities(top, t).numpy() * n
+  assert scipy.stats.chisquare(observed, expected).pvalue > 1e-3
+
+
+def test_weighted_without_replacement_frequencies_and_zero_weights():
+  w = np.array([[0.0, 1.0, 2.0, 3.0, 4.0, 0.0]], np.float32)
+  n = 20000
+  idx, valid = samplers.weighted_without_replacement(np.repeat(w, n, 0), 1,
+                                                     tf.constant([9, 9], tf.int64))
+  counts = np.bincount(idx.numpy()[:, 0], minlength=6)
+  assert counts[0] == 0 and counts[5] == 0 and valid.numpy().all()
+  expected = w[0, 1:5] / w[0].sum() * n
+  assert scipy.stats.chisquare(counts[1:5], expected).pvalue > 1e-3
+  # Asking for more than the positive weights: the extras are marked invalid.
+  idx, valid = samplers.weighted_without_replacement(w, 5, tf.constant([1, 2], tf.int64))
+  assert sorted(idx.numpy()[0, :4].tolist()) == [1, 2, 3, 4] and valid.numpy()[0].tolist() == \
+      [True] * 4 + [False]
+  det, _ = samplers.weighted_without_replacement(w, 2, tf.constant([1, 2], tf.int64),
+                                                 deterministic=True)
+  assert det.numpy()[0].tolist() == [4, 3]

@@ -1,0 +1,54 @@
+"""Smoke and bad-input tests of `python -m trainers.distill`."""
+
+import json
+import os
+import subprocess
+import sys
+
+from absl.testing import flagsaver
+
+from conftest import REPO
+from trainers import distill
+
+TINY = dict(dataset="synthetic", num_candidates=40, epochs=2, eval_every=1, batch_size=256,
+            dim=4, rrd_top=30, rrd_k=5, rrd_l=5)
+
+
+def teacher_flagfile(tmp_path):
+  path = tmp_path / "teacher.flags"
+  path.write_text("--dim=16\n--epochs=3\n--eval_every=1\n--learning_rate=0.02\n")
+  return str(path)
+
+
+def test_runs_end_to_end_from_nothing(tmp_path):
+  workdir, teacher_dir = str(tmp_path / "student"), str(tmp_path / "teacher")
+  with flagsaver.flagsaver(workdir=workdir, teacher_dir=teacher_dir,
+                           teacher_flagfile=teacher_flagfile(tmp_path), ir_rrd_weight=1e-3,
+                           **TINY):
+    distill.main(["distill"])
+  for name in ("model.json", "model.weights.h5"):
+    assert os.path.isfile(os.path.join(teacher_dir, name))
+  assert any(n.startswith("rankings-") for n in os.listdir(teacher_dir))
+  with open(os.path.join(workdir, "metrics.json")) as f:
+    metrics = json.load(f)
+  assert {"H@5", "M@5", "H@10", "M@10", "NDCG@10"} <= set(metrics["test"])
+  with open(os.path.join(teacher_dir, "model.json")) as f:
+    assert json.load(f)["config"]["dim"] == 16
+  with open(os.path.join(workdir, "model.json")) as f:
+    assert json.load(f)["config"]["dim"] == 4
+
+
+def test_teacher_of_another_dataset_is_refused_in_one_line(tmp_path):
+  teacher_dir = str(tmp_path / "teacher")
+  with flagsaver.flagsaver(workdir=str(tmp_path / "s1"), teacher_dir=teacher_dir,
+                           teacher_flagfile=teacher_flagfile(tmp_path), **TINY):
+    distill.main(["distill"])
+  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+  r = subprocess.run(
+      [sys.executable, "-m", "trainers.distill", "--dataset=synthetic", "--num_candidates=10",
+       "--split_seed=5", f"--teacher_dir={teacher_dir}", f"--workdir={tmp_path}/s2"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 1
+  last = r.stderr.strip().splitlines()[-1]
+  assert last.startswith("tfkd: error: ") and "model trained on synthetic" in last
+  assert not os.path.exists(os.path.join(tmp_path, "s2", "metrics.json"))

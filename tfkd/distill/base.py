@@ -1,0 +1,92 @@
+"""The distillation method contract, the method registry, and the `Distiller` model.
+
+A method (one file per method, registered by name) adds inputs to the student's own training
+batches inside `tf.data` (`augment`), turns them into weighted loss parts (`loss_parts`), and may
+bring Keras callbacks that refresh its sampler state during training (`callbacks`).
+
+The `Distiller` follows Keras 3's `keras/src/distillation/distiller.py`: the teacher is frozen,
+only the student's variables are trained, `distiller(x) == student(x)`, and each loss part is
+tracked by its own `keras.metrics.Mean` (progress bar, history, TensorBoard).
+"""
+
+import keras
+import tensorflow as tf
+
+from tfkd.errors import ConfigError
+
+METHODS = {}
+
+
+def register(name):
+  def wrap(cls):
+    if name in METHODS:
+      raise ValueError(f"method {name!r} is already registered")
+    cls.name = name
+    METHODS[name] = cls
+    return cls
+  return wrap
+
+
+def get(name):
+  try:
+    return METHODS[name]
+  except KeyError:
+    raise ConfigError(f"unknown method {name!r}; expected one of {', '.join(sorted(METHODS))}")
+
+
+class Method:
+  """Base class. Subclasses set `user_k` / `item_k` (the teacher ranking lengths they need)."""
+
+  name = "none"
+  user_k = 0
+  item_k = 0
+
+  def setup(self, dataset, student, teacher, knowledge):
+    """Called once before training with the teacher's rankings (`knowledge`)."""
+
+  def augment(self, x, seed):
+    """x: a student training batch (dict); seed: int64 scalar. Returns x with extra inputs."""
+    return x
+
+  def loss_parts(self, student, x):
+    """{part name: weighted scalar loss} added to the student's own loss."""
+    return {}
+
+  def callbacks(self):
+    return []
+
+
+class Distiller(keras.Model):
+  """Student + frozen teacher + method: trains the student on its loss plus the method's parts."""
+
+  def __init__(self, student, teacher, method, **kwargs):
+    super().__init__(**kwargs)
+    self.student, self.teacher, self.method = student, teacher, method
+    self.teacher.trainable = False
+    self.trackers = {}
+
+  def call(self, inputs, training=False):
+    return self.student(inputs, training=training)
+
+  def score(self, users, items):
+    return self.student.score(users, items)
+
+  def score_all(self, users):
+    return self.student.score_all(users)
+
+  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    parts = {"base_loss": self.student.compute_loss(x=x, y=y, y_pred=y_pred, training=training)}
+    parts.update(self.method.loss_parts(self.student, x))
+    for name, value in parts.items():
+      if name not in self.trackers:
+        raise KeyError(f"loss part {name!r} was not declared by the method")
+      self.trackers[name].update_state(value)
+    return tf.add_n(list(parts.values()))
+
+  def declare_parts(self, names):
+    for name in ["base_loss", *names]:
+      self.trackers[name] = keras.metrics.Mean(name=name)
+
+  @property
+  def metrics(self):
+    return [*super().metrics, *self.trackers.values()]

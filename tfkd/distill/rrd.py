@@ -1,0 +1,156 @@
+"""RRD: relaxed ranking distillation (Kang et al., DE-RRD, CIKM 2020), user and item side.
+
+User side, per user u of a batch (`variant="sampled"`, the paper's): K "interesting" items drawn
+from the teacher's top-P unobserved items with probability ~ exp(-(rank + 1) / T) and sorted by
+teacher rank, and L "uninteresting" items drawn uniformly from u's unobserved items outside the
+top-P; both redrawn for every batch (so every epoch). Loss: the relaxed permutation loss (DCD
+eq. 1) with the K items ordered and the L items as the tail, averaged over the batch's users,
+times `weight` (eq. 2: L_RS + lambda_RRD L_RRD).
+
+`variant="full"`: the unsampled form the reference maintainer later recommended: all top-K items in
+teacher order, every other unobserved item as the tail.
+
+Item side (IR-RRD), enabled by `item_weight > 0`: the same for each positive item of the batch,
+over the teacher's ranking of the users who did not interact with it.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from tfkd.data import pipelines
+from tfkd.distill import base, losses_impl, samplers
+from tfkd.errors import ConfigError
+
+
+@dataclasses.dataclass
+class RRDConfig:
+  variant: str = "sampled"  # or "full"
+  num_interesting: int = 40  # K
+  top: int = 500  # P: the teacher list the K items are drawn from
+  temperature: float = 10.0  # T
+  num_uninteresting: int = 40  # L
+  weight: float = 1e-3  # lambda_RRD
+  item_num_interesting: int = 20
+  item_top: int = 100
+  item_temperature: float = 10.0
+  item_num_uninteresting: int = 20
+  item_weight: float = 0.0  # lambda_IR-RRD; 0 disables the item side
+
+  def validate(self):
+    if self.variant not in ("sampled", "full"):
+      raise ConfigError(f"rrd variant must be 'sampled' or 'full', got {self.variant!r}")
+    if self.num_interesting > self.top:
+      raise ConfigError(f"rrd: K={self.num_interesting} interesting items cannot be drawn from "
+                        f"a top list of {self.top}")
+    if self.item_weight and self.item_num_interesting > self.item_top:
+      raise ConfigError(f"rrd: item-side K={self.item_num_interesting} exceeds the item-side "
+                        f"top list of {self.item_top}")
+    for name in ("temperature", "item_temperature"):
+      if getattr(self, name) <= 0:
+        raise ConfigError(f"rrd: {name} must be positive, got {getattr(self, name)}")
+
+
+def permutation_loss(scores, k, mask=None):
+  """Mean relaxed permutation NLL of [B, k + tail] scores (first k ordered)."""
+  if mask is None:
+    return tf.reduce_mean(losses_impl.relaxed_permutation_nll(scores[:, :k], scores[:, k:]))
+  return tf.reduce_mean(
+      losses_impl.relaxed_permutation_nll(scores[:, :k], scores[:, k:], mask[:, :k], mask[:, k:]))
+
+
+def score_users_for_items(student, users, items):
+  """users [B, N], items [B] -> S(users, item) [B, N] through the generic `score`."""
+  shape = tf.shape(users)
+  flat_items = tf.reshape(tf.repeat(items, shape[1]), [-1, 1])
+  return tf.reshape(student.score(tf.reshape(users, [-1]), flat_items), shape)
+
+
+class SideSampler:
+  """RRD sampling on one side: rows (users, or items) -> ordered + tail columns."""
+
+  def __init__(self, topk, observed_rows, observed_cols, num_cols, k, top, temperature, tail):
+    topk = np.asarray(topk)[:, :top]
+    self.k, self.top, self.temperature, self.tail = k, top, temperature, tail
+    self.topk = tf.constant(topk, tf.int32)
+    rows = np.repeat(np.arange(topk.shape[0]), topk.shape[1])
+    self.excluded = pipelines.SeenSet(np.concatenate([observed_rows, rows]),
+                                      np.concatenate([observed_cols, topk.reshape(-1)]), num_cols)
+
+  def sample(self, rows, seed):
+    """rows int [B] -> int32 [B, k + tail]: k ordered columns then the uniform tail."""
+    positions = samplers.rank_positions(tf.shape(rows)[0], self.top, self.k, self.temperature,
+                                        tf.stack([seed, 1]))
+    ordered = tf.gather(tf.gather(self.topk, rows), positions, batch_dims=1)
+    tail = pipelines.sample_unobserved(self.excluded, rows, self.tail, seed + 7919)
+    return tf.concat([ordered, tail], axis=1)
+
+
+@base.register("rrd")
+class RRD(base.Method):
+
+  def __init__(self, config: RRDConfig):
+    config.validate()
+    self.config = config
+    self.user_k = config.top if config.variant == "sampled" else config.num_interesting
+    self.item_k = config.item_top if config.item_weight else 0
+
+  def setup(self, dataset, student, teacher, knowledge):
+    c = self.config
+    if self.user_k > dataset.num_items:
+      raise ConfigError(f"rrd: teacher list of {self.user_k} exceeds {dataset.num_items} items")
+    self.num_users, self.num_items = dataset.num_users, dataset.num_items
+    if c.variant == "sampled":
+      self.users = SideSampler(knowledge["user_topk"], dataset.train_users, dataset.train_items,
+                               dataset.num_items, c.num_interesting, c.top, c.temperature,
+                               c.num_uninteresting)
+    else:
+      self.full_topk = tf.constant(knowledge["user_topk"][:, :c.num_interesting], tf.int32)
+      indptr, indices = dataset.train_csr()
+      self.train_rows = tf.RaggedTensor.from_row_splits(indices.astype(np.int32), indptr)
+    if c.item_weight:
+      self.items = SideSampler(knowledge["item_topk"], dataset.train_items, dataset.train_users,
+                               dataset.num_users, c.item_num_interesting, c.item_top,
+                               c.item_temperature, c.item_num_uninteresting)
+
+  def part_names(self):
+    return ["rrd_loss"] + (["ir_rrd_loss"] if self.config.item_weight else [])
+
+  def augment(self, x, seed):
+    x = dict(x)
+    users = tf.unique(tf.cast(x["user"], tf.int32)).y
+    x["rrd_user"] = users
+    if self.config.variant == "sampled":
+      x["rrd_item"] = self.users.sample(users, seed)
+    else:
+      x["rrd_item"] = tf.gather(self.full_topk, users)
+      observed = tf.gather(self.train_rows, users)
+      x["rrd_observed"] = tf.stack([tf.cast(observed.value_rowids(), tf.int32),
+                                    observed.flat_values], axis=1)
+    if self.config.item_weight:
+      items = tf.unique(tf.cast(x["item"][:, 0], tf.int32)).y
+      x["ir_item"] = items
+      x["ir_user"] = self.items.sample(items, seed + 104729)
+    return x
+
+  def user_side_loss(self, student, x):
+    c = self.config
+    if c.variant == "sampled":
+      return permutation_loss(student.score(x["rrd_user"], x["rrd_item"]), c.num_interesting)
+    ordered = student.score(x["rrd_user"], x["rrd_item"])  # [B, K]
+    scores = student.score_all(x["rrd_user"])  # [B, I]
+    rows = tf.range(tf.shape(ordered)[0])
+    top_index = tf.stack([tf.repeat(rows, c.num_interesting), tf.reshape(x["rrd_item"], [-1])], 1)
+    excluded = tf.concat([x["rrd_observed"], top_index], axis=0)
+    tail_mask = tf.tensor_scatter_nd_update(tf.ones(tf.shape(scores), tf.bool), excluded,
+                                            tf.zeros(tf.shape(excluded)[:1], tf.bool))
+    return tf.reduce_mean(losses_impl.relaxed_permutation_nll(ordered, scores, None, tail_mask))
+
+  def loss_parts(self, student, x):
+    c = self.config
+    parts = {"rrd_loss": c.weight * self.user_side_loss(student, x)}
+    if c.item_weight:
+      scores = score_users_for_items(student, x["ir_user"], x["ir_item"])
+      parts["ir_rrd_loss"] = c.item_weight * permutation_loss(scores, c.item_num_interesting)
+    return parts

@@ -1,0 +1,83 @@
+"""Distils a teacher into a student: the project's main job.
+
+  python -m trainers.distill --flagfile=configs/dcd.flags
+
+Runs end to end from nothing: prepares the data, trains the teacher into --teacher_dir when it
+holds none (with the settings of --teacher_flagfile), computes the teacher's rankings, distils the
+student with --method, and writes the student's workdir (checkpoint, flags, TensorBoard logs,
+metrics.json shaped like trainers.train's).
+"""
+
+import os
+
+from absl import app, flags
+
+from tfkd import distill, training
+from trainers import common
+
+FLAGS = flags.FLAGS
+common.define_common_flags()
+common.define_model_flags()
+flags.DEFINE_string("teacher_dir", None, "The teacher's work directory (trained there first "
+                    "when it holds no model).")
+flags.DEFINE_string("teacher_flagfile", "configs/bpr_teacher.flags",
+                    "trainers.train flagfile used to train the teacher when --teacher_dir "
+                    "holds none.")
+flags.DEFINE_enum("method", "rrd", sorted(distill.METHODS), "Distillation method.")
+flags.DEFINE_integer("knowledge_chunk_size", 1024, "Users per chunk when ranking with the "
+                     "teacher.", lower_bound=1)
+# RRD (user side) and IR-RRD (item side).
+flags.DEFINE_enum("rrd_variant", "sampled", ["sampled", "full"], "Sampled RRD (paper) or all "
+                  "top-K items with every other unobserved item as the tail.")
+flags.DEFINE_integer("rrd_k", 40, "Interesting items per user (K).", lower_bound=1)
+flags.DEFINE_integer("rrd_top", 500, "Teacher top list the K items are drawn from.",
+                     lower_bound=1)
+flags.DEFINE_float("rrd_temperature", 10.0, "T of p(rank) ~ exp(-(rank + 1) / T).",
+                   lower_bound=1e-9)
+flags.DEFINE_integer("rrd_l", 40, "Uninteresting (tail) items per user (L).", lower_bound=0)
+flags.DEFINE_float("rrd_weight", 1e-3, "lambda_RRD.", lower_bound=0.0)
+flags.DEFINE_integer("ir_rrd_k", 20, "Item side: interesting users per item.", lower_bound=1)
+flags.DEFINE_integer("ir_rrd_top", 100, "Item side: teacher top list of users.", lower_bound=1)
+flags.DEFINE_float("ir_rrd_temperature", 10.0, "Item side: T.", lower_bound=1e-9)
+flags.DEFINE_integer("ir_rrd_l", 20, "Item side: uninteresting users per item.", lower_bound=0)
+flags.DEFINE_float("ir_rrd_weight", 0.0, "lambda of the item side (0 disables it).",
+                   lower_bound=0.0)
+
+
+def rrd_config():
+  return distill.RRDConfig(
+      variant=FLAGS.rrd_variant, num_interesting=FLAGS.rrd_k, top=FLAGS.rrd_top,
+      temperature=FLAGS.rrd_temperature, num_uninteresting=FLAGS.rrd_l, weight=FLAGS.rrd_weight,
+      item_num_interesting=FLAGS.ir_rrd_k, item_top=FLAGS.ir_rrd_top,
+      item_temperature=FLAGS.ir_rrd_temperature, item_num_uninteresting=FLAGS.ir_rrd_l,
+      item_weight=FLAGS.ir_rrd_weight)
+
+
+METHOD_CONFIGS = {"rrd": rrd_config}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  with common.one_line_errors():
+    teacher = None
+    if not os.path.isfile(os.path.join(FLAGS.teacher_dir or "", training.MODEL_FILE)):
+      teacher = common.train_config_from_flagfile(
+          FLAGS.teacher_flagfile, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
+          split_seed=FLAGS.split_seed, num_candidates=FLAGS.num_candidates,
+          eval_protocol=FLAGS.eval_protocol, verbose=FLAGS.verbose)
+    config = common.train_config(
+        cls=training.DistillConfig, teacher_dir=FLAGS.teacher_dir, teacher=teacher,
+        method=FLAGS.method, method_config=METHOD_CONFIGS[FLAGS.method](),
+        knowledge_chunk_size=FLAGS.knowledge_chunk_size)
+    config.validate()
+    training.prepare_workdir(config.workdir)
+    common.write_flags(config.workdir)
+    metrics = training.distill(config)
+  print("test: " + " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics["test"].items())))
+  print(f"wrote {os.path.join(config.workdir, training.METRICS_FILE)}")
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("teacher_dir")
+  app.run(main)
