@@ -185,7 +185,8 @@ def _build(name, dataset, model_config):
     raise ConfigError(f"model {name!r}: {e}") from None
 
 
-def fit_evaluate_save(config, dataset, fit_model, student, train_data, callbacks=()):
+def fit_evaluate_save(config, dataset, fit_model, student, train_data, callbacks=(),
+                      extra_metrics=dict):
   """Fits `fit_model` (the student itself, or a Distiller around it) with validation-based early
   stopping, evaluates `student` on valid and test, writes the workdir; returns metrics."""
   fit_model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
@@ -216,6 +217,7 @@ def fit_evaluate_save(config, dataset, fit_model, student, train_data, callbacks
                  seconds_per_epoch=round(train_seconds / max(len(losses), 1), 3),
                  protocol=config.eval_protocol, dataset=dataset.name, seed=config.seed,
                  num_parameters=int(student.count_params()))
+  metrics.update(extra_metrics())
   io.write_json(os.path.join(config.workdir, METRICS_FILE), metrics)
   logging.info("test %s", " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics["test"].items())))
   return metrics
@@ -275,4 +277,6 @@ def distill(config: DistillConfig):
   train_data = tf.data.Dataset.zip((base, seeds)).map(
       method.augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
   ).prefetch(tf.data.AUTOTUNE)
-  return fit_evaluate_save(config, dataset, distiller, student, train_data, method.callbacks())
+  metrics = fit_evaluate_save(config, dataset, distiller, student, train_data,
+                              method.callbacks(), method.extra_metrics)
+  return metrics

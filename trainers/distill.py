@@ -42,6 +42,26 @@ flags.DEFINE_float("ir_rrd_temperature", 10.0, "Item side: T.", lower_bound=1e-9
 flags.DEFINE_integer("ir_rrd_l", 20, "Item side: uninteresting users per item.", lower_bound=0)
 flags.DEFINE_float("ir_rrd_weight", 0.0, "lambda of the item side (0 disables it).",
                    lower_bound=0.0)
+# DCD.
+flags.DEFINE_float("dcd_mu", 1e-3, "mu of the discrepancy tanh(max(mu (R_S - R_T), 0)).",
+                   lower_bound=1e-12)
+flags.DEFINE_enum("dcd_candidates", "teacher_top", ["teacher_top", "union", "all"],
+                  "Entries whose ranks enter the discrepancy.")
+flags.DEFINE_integer("dcd_top", 500, "User side: length P of the candidate lists.", lower_bound=1)
+flags.DEFINE_integer("dcd_item_top", 100, "Item side: length P of the candidate lists.",
+                     lower_bound=1)
+flags.DEFINE_integer("dcd_num_under", 40, "User side: under-estimated items M_l.", lower_bound=1)
+flags.DEFINE_integer("dcd_num_over", 40, "User side: over-estimated items M_h.", lower_bound=0)
+flags.DEFINE_integer("dcd_item_num_under", 40, "Item side: under-estimated users.",
+                     lower_bound=1)
+flags.DEFINE_integer("dcd_item_num_over", 40, "Item side: over-estimated users.", lower_bound=0)
+flags.DEFINE_float("dcd_user_weight", 1e-2, "lambda_UCD (0 disables the user side).",
+                   lower_bound=0.0)
+flags.DEFINE_float("dcd_item_weight", 1e-2, "lambda_ICD (0 disables the item side).",
+                   lower_bound=0.0)
+flags.DEFINE_bool("dcd_deterministic", False, "Take the largest errors instead of sampling.")
+flags.DEFINE_integer("refresh_every", 5, "Epochs between refreshes of the student's ranks.",
+                     lower_bound=1)
 
 
 def rrd_config():
@@ -53,7 +73,17 @@ def rrd_config():
       item_weight=FLAGS.ir_rrd_weight)
 
 
-METHOD_CONFIGS = {"rrd": rrd_config}
+def dcd_config():
+  return distill.DCDConfig(
+      rrd=rrd_config(), mu=FLAGS.dcd_mu, candidates=FLAGS.dcd_candidates, top=FLAGS.dcd_top,
+      item_top=FLAGS.dcd_item_top, num_under=FLAGS.dcd_num_under, num_over=FLAGS.dcd_num_over,
+      item_num_under=FLAGS.dcd_item_num_under, item_num_over=FLAGS.dcd_item_num_over,
+      user_weight=FLAGS.dcd_user_weight, item_weight=FLAGS.dcd_item_weight,
+      deterministic=FLAGS.dcd_deterministic, refresh_every=FLAGS.refresh_every,
+      chunk_size=FLAGS.knowledge_chunk_size, seed=FLAGS.seed)
+
+
+METHOD_CONFIGS = {"rrd": rrd_config, "dcd": dcd_config}
 
 
 def main(argv):

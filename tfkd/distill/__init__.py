@@ -2,5 +2,6 @@
 
 from tfkd.distill import losses, samplers, teacher
 from tfkd.distill.base import METHODS, Distiller, Method, get, register
-from tfkd.distill import rrd  # registers "rrd"  # noqa: E402
+from tfkd.distill import dcd, rrd  # register "dcd" and "rrd"  # noqa: E402
+from tfkd.distill.dcd import DCDConfig
 from tfkd.distill.rrd import RRDConfig

@@ -52,8 +52,16 @@ class Method:
     """{part name: weighted scalar loss} added to the student's own loss."""
     return {}
 
+  def part_names(self):
+    """Names of the loss parts `loss_parts` returns (each gets a tracker)."""
+    return []
+
   def callbacks(self):
     return []
+
+  def extra_metrics(self):
+    """Method-specific results merged into metrics.json (e.g. DCD's discrepancy per refresh)."""
+    return {}
 
 
 class Distiller(keras.Model):

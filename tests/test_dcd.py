@@ -1,0 +1,117 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import FixedScores
+from tfkd import models
+from tfkd.distill import DCDConfig, Distiller, RRDConfig, teacher as teacher_lib
+from tfkd.distill.dcd import DCD
+from tfkd.errors import ConfigError
+
+
+def oracle_ranks(matrix, d):
+  """Rank of every unobserved entry among the user's unobserved entries (strictly greater)."""
+  m = matrix.astype(np.float64).copy()
+  m[d.train_users, d.train_items] = -np.inf
+  return np.array([[np.sum(row > v) for v in row] for row in m]), m
+
+
+def setup_dcd(d, teacher_m, student_m, **kw):
+  cfg = DCDConfig(rrd=RRDConfig(top=20, num_interesting=4, num_uninteresting=4), top=20,
+                  item_top=15, num_under=5, num_over=5, item_num_under=4, item_num_over=4,
+                  deterministic=True, **kw)
+  method = DCD(cfg)
+  teacher, student = FixedScores(teacher_m), FixedScores(student_m)
+  knowledge = {"user_topk": teacher_lib.user_topk(teacher, d, method.user_k),
+               "item_topk": teacher_lib.item_topk(teacher, d, method.item_k)}
+  method.setup(d, student, teacher, knowledge)
+  return method, knowledge
+
+
+@pytest.mark.parametrize("candidates", ["teacher_top", "union", "all"])
+def test_deterministic_refresh_matches_numpy(tiny, candidates):
+  rng = np.random.default_rng(0)
+  shape = (tiny.num_users, tiny.num_items)
+  t = rng.permutation(np.prod(shape)).reshape(shape).astype(np.float32)
+  s = rng.permutation(np.prod(shape)).reshape(shape).astype(np.float32)
+  method, knowledge = setup_dcd(tiny, t, s, candidates=candidates, mu=0.05)
+  method.refresh(0)
+  rt_all, _ = oracle_ranks(t, tiny)
+  rs_all, masked = oracle_ranks(s, tiny)
+  state, valid = method.user_side.state.numpy(), method.user_side.valid.numpy()
+  gaps = []
+  for u in range(tiny.num_users):
+    top_t = knowledge["user_topk"][u, :20]
+    if candidates == "teacher_top":
+      cand = top_t
+    elif candidates == "union":
+      top_s = np.argsort(-masked[u], kind="stable")[:20]
+      cand = np.concatenate([top_t, [i for i in top_s if i not in set(top_t)]])
+    else:
+      cand = np.flatnonzero(np.isfinite(masked[u]))
+    under = np.tanh(np.maximum(0.05 * (rs_all[u, cand] - rt_all[u, cand]), 0))
+    over = np.tanh(np.maximum(0.05 * (rt_all[u, cand] - rs_all[u, cand]), 0))
+    # Largest under-estimation errors (ties: any order), then sorted by teacher rank.
+    k_l = min(5, int(np.sum(under > 0)))
+    got_l = state[u, :5][valid[u, :5]]
+    assert len(got_l) == k_l
+    assert np.all(np.diff(rt_all[u, got_l]) > 0)  # teacher order
+    threshold = np.sort(under)[::-1][k_l - 1] if k_l else np.inf
+    assert set(cand[under > threshold]) <= set(got_l) <= set(cand[under >= threshold])
+    got_h = state[u, 5:][valid[u, 5:]]
+    k_h = min(5, int(np.sum(over > 0)))
+    assert len(got_h) == k_h
+    threshold = np.sort(over)[::-1][k_h - 1] if k_h else np.inf
+    assert set(cand[over > threshold]) <= set(got_h) <= set(cand[over >= threshold])
+    gaps.append(np.abs(rs_all[u, top_t] - rt_all[u, top_t]))
+  assert method.refreshes[-1]["user_discrepancy"] == pytest.approx(np.mean(gaps))
+
+
+def test_item_side_lists_are_users_who_did_not_interact(tiny):
+  rng = np.random.default_rng(1)
+  shape = (tiny.num_users, tiny.num_items)
+  method, knowledge = setup_dcd(tiny, rng.normal(size=shape), rng.normal(size=shape))
+  method.refresh(0)
+  seen = set(zip(tiny.train_users.tolist(), tiny.train_items.tolist()))
+  state, valid = method.item_side.state.numpy(), method.item_side.valid.numpy()
+  for i in range(tiny.num_items):
+    for u in state[i][valid[i]]:
+      assert (u, i) not in seen and u in knowledge["item_topk"][i]
+
+
+def test_too_many_corrections_for_the_candidate_list(tiny):
+  rng = np.random.default_rng(1)
+  shape = (tiny.num_users, tiny.num_items)
+  cfg = DCDConfig(rrd=RRDConfig(top=20, num_interesting=4), top=20, item_top=15,
+                  num_under=5, num_over=5, item_num_under=40, item_num_over=4)
+  method = DCD(cfg)
+  t = FixedScores(rng.normal(size=shape))
+  with pytest.raises(ConfigError, match="item side draws 40 under- and 4 over-estimated entries "
+                     "from a candidate list of only 15"):
+    method.setup(tiny, t, t, {"user_topk": teacher_lib.user_topk(t, tiny, 20),
+                              "item_topk": teacher_lib.item_topk(t, tiny, 15)})
+
+
+def test_dcd_training_step_tracks_every_part_and_keeps_teacher(tiny):
+  keras.utils.set_random_seed(0)
+  teacher = models.build("bpr", tiny.num_users, tiny.num_items, dim=16, init_stddev=0.3)
+  student = models.build("bpr", tiny.num_users, tiny.num_items, dim=4, init_stddev=0.3)
+  method = DCD(DCDConfig(rrd=RRDConfig(top=20, num_interesting=4, num_uninteresting=4), top=20,
+                         item_top=15, num_under=5, num_over=5, item_num_under=4,
+                         item_num_over=4, user_weight=1.0, item_weight=1.0))
+  method.setup(tiny, student, teacher,
+               {"user_topk": teacher_lib.user_topk(teacher, tiny, method.user_k),
+                "item_topk": teacher_lib.item_topk(teacher, tiny, method.item_k)})
+  method.refresh(0)
+  distiller = Distiller(student, teacher, method)
+  distiller.declare_parts(method.part_names())
+  distiller.compile(optimizer=keras.optimizers.Adam(0.05))
+  from tfkd.data import pipelines
+  x = method.augment(next(iter(pipelines.pairwise(tiny, 64, seed=0))), tf.constant(1, tf.int64))
+  before = [w.numpy().copy() for w in teacher.weights]
+  logs = distiller.train_on_batch(x, return_dict=True)
+  assert {"base_loss", "rrd_loss", "ucd_loss", "icd_loss"} <= set(logs)
+  assert logs["ucd_loss"] > 0 and logs["icd_loss"] > 0
+  for w, b in zip(teacher.weights, before):
+    np.testing.assert_array_equal(w.numpy(), b)

@@ -1,0 +1,224 @@
+"""DCD: Dual Correction strategy for ranking Distillation (Lee and Kim, CIKM 2021), eq. 1-9.
+
+Loss (eq. 9): L_RS + lambda_RRD L_RRD + lambda_UCD L_UCD + lambda_ICD L_ICD.
+
+Every `refresh_every` epochs (and before the first), for every user u (item i) the student's
+ranks R_S of a candidate set are compared with the teacher's R_T:
+  D(S, T) = tanh(max(mu (R_S - R_T), 0))   under-estimation (eq. 3), D(T, S) over-estimation (4);
+M_l under- and M_h over-estimated items (users) are drawn with probability proportional to them
+(eq. 5-6; `deterministic=True` takes the largest, the paper's "w/o sampling" ablation). UCD / ICD
+(eq. 7-8) are relaxed permutation losses with the M_l entries in teacher order and the M_h entries
+as the tail, for the users (positive items) of each batch.
+
+Ranks count only unobserved entries (a user's training items are not ranked). Which entries are
+candidates, which the paper leaves open, is `candidates`:
+  "teacher_top": the teacher's top-P list (teacher ranks known, student ranks computed exactly);
+  "union":       the teacher's top-P and the student's top-P;
+  "all":         every unobserved entry (two full rankings per refresh; slow on large catalogs).
+At every refresh the Fig. 1a measure, mean |R_S - R_T| over the teacher's top-50, is logged.
+"""
+
+import dataclasses
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tfkd.distill import base, losses_impl, ranks, rrd, samplers
+from tfkd.distill.rrd import RRDConfig
+from tfkd.errors import ConfigError
+
+CANDIDATES = ("teacher_top", "union", "all")
+
+
+@dataclasses.dataclass
+class DCDConfig:
+  rrd: RRDConfig = dataclasses.field(default_factory=RRDConfig)
+  mu: float = 1e-3
+  candidates: str = "teacher_top"
+  top: int = 500  # P on the user side
+  item_top: int = 100  # P on the item side
+  num_under: int = 40  # M_l per user
+  num_over: int = 40  # M_h per user
+  item_num_under: int = 40
+  item_num_over: int = 40
+  user_weight: float = 1e-2  # lambda_UCD (0 disables the user side)
+  item_weight: float = 1e-2  # lambda_ICD (0 disables the item side)
+  deterministic: bool = False
+  refresh_every: int = 5
+  discrepancy_top: int = 50
+  chunk_size: int = 1024
+  seed: int = 0
+
+  def validate(self):
+    self.rrd.validate()
+    if self.candidates not in CANDIDATES:
+      raise ConfigError(f"dcd candidates must be one of {CANDIDATES}, got {self.candidates!r}")
+    if self.refresh_every <= 0:
+      raise ConfigError(f"dcd refresh_every must be positive, got {self.refresh_every}")
+    if self.mu <= 0:
+      raise ConfigError(f"dcd mu must be positive, got {self.mu}")
+
+
+class _Side:
+  """One side's candidate ranks, sampled correction lists and their tf.Variable state."""
+
+  def __init__(self, name, dataset, topk, top, num_under, num_over, config):
+    self.name, self.top, self.config = name, top, config
+    self.num_under, self.num_over = num_under, num_over
+    self.scorer = ranks.SideScorer(dataset, name)
+    if top > self.scorer.num_cols:
+      raise ConfigError(f"dcd: {name}-side top list of {top} exceeds the "
+                        f"{self.scorer.num_cols} columns of the catalog")
+    self.topk = np.asarray(topk)[:, :top].astype(np.int32)
+    pool = {"teacher_top": top, "union": 2 * top, "all": self.scorer.num_cols}[config.candidates]
+    if max(num_under, num_over) > pool:
+      raise ConfigError(f"dcd: {name} side draws {num_under} under- and {num_over} "
+                        f"over-estimated entries from a candidate list of only {pool} "
+                        f"({config.candidates}, top {top})")
+    width = num_under + num_over
+    self.state = tf.Variable(tf.zeros([self.scorer.num_rows, width], tf.int32), trainable=False)
+    self.valid = tf.Variable(tf.zeros([self.scorer.num_rows, width], tf.bool), trainable=False)
+
+  def refresh(self, student, teacher, seed):
+    """Recomputes the correction lists; returns mean |R_S - R_T| over the teacher's top-N."""
+    c, gaps = self.config, []
+    states, valids = [], []
+    for start in range(0, self.scorer.num_rows, c.chunk_size):
+      rows = np.arange(start, min(start + c.chunk_size, self.scorer.num_rows), dtype=np.int32)
+      s_scores = self.scorer.scores(student, rows)
+      teacher_top = tf.constant(self.topk[rows])
+      if c.candidates == "teacher_top":
+        cand = teacher_top
+        rt = tf.broadcast_to(tf.range(self.top), tf.shape(cand))
+        rs = ranks.ranks_of(s_scores, cand)
+        valid = tf.ones(tf.shape(cand), tf.bool)
+      elif c.candidates == "union":
+        t_scores = self.scorer.scores(teacher, rows)
+        student_top = tf.math.top_k(s_scores, k=self.top).indices
+        cand = tf.concat([teacher_top, student_top], axis=1)
+        rt_student_top = ranks.ranks_of(t_scores, student_top)
+        rt = tf.concat([tf.broadcast_to(tf.range(self.top), tf.shape(teacher_top)),
+                        rt_student_top], axis=1)
+        rs = tf.concat([ranks.ranks_of(s_scores, teacher_top),
+                        tf.broadcast_to(tf.range(self.top), tf.shape(student_top))], axis=1)
+        # A student-top entry with teacher rank < P is already in the teacher's list.
+        valid = tf.concat([tf.ones(tf.shape(teacher_top), tf.bool), rt_student_top >= self.top], 1)
+      else:
+        t_scores = self.scorer.scores(teacher, rows)
+        cand = tf.broadcast_to(tf.range(self.scorer.num_cols), tf.shape(s_scores))
+        rt, rs = ranks.full_ranks(t_scores), ranks.full_ranks(s_scores)
+        valid = tf.math.is_finite(s_scores)
+      state, ok = _sample(cand, rt, rs, valid, c.mu, self.num_under, self.num_over,
+                          tf.constant([seed, start], tf.int64), c.deterministic)
+      states.append(state)
+      valids.append(ok)
+      n = min(c.discrepancy_top, self.top)
+      gaps.append(tf.abs(ranks.ranks_of(s_scores, teacher_top[:, :n]) - tf.range(n)).numpy())
+    self.state.assign(tf.concat(states, axis=0))
+    self.valid.assign(tf.concat(valids, axis=0))
+    return float(np.mean(np.concatenate(gaps)))
+
+
+def _sample(cand, rt, rs, valid, mu, num_under, num_over, seed, deterministic):
+  """Draws M_l under-estimated entries (sorted by teacher rank) and M_h over-estimated ones."""
+  validf = tf.cast(valid, tf.float32)
+  under = losses_impl.discrepancy(rs, rt, mu) * validf
+  over = losses_impl.discrepancy(rt, rs, mu) * validf
+  idx_l, ok_l = samplers.weighted_without_replacement(under, num_under, seed, deterministic)
+  idx_h, ok_h = samplers.weighted_without_replacement(over, num_over, seed + 1, deterministic)
+  rt_l = tf.where(ok_l, tf.gather(rt, idx_l, batch_dims=1), tf.int32.max)
+  order = tf.argsort(rt_l, axis=1, stable=True)  # teacher order, invalid entries last
+  idx_l, ok_l = tf.gather(idx_l, order, batch_dims=1), tf.gather(ok_l, order, batch_dims=1)
+  entries = tf.concat([tf.gather(cand, idx_l, batch_dims=1), tf.gather(cand, idx_h, batch_dims=1)],
+                      axis=1)
+  return tf.cast(entries, tf.int32), tf.concat([ok_l, ok_h], axis=1)
+
+
+class RefreshCallback(keras.callbacks.Callback):
+  """Refreshes DCD's correction lists before training and every `every` epochs after."""
+
+  def __init__(self, method):
+    super().__init__()
+    self.method = method
+
+  def on_train_begin(self, logs=None):
+    self.method.refresh(0)
+
+  def on_epoch_end(self, epoch, logs=None):
+    if (epoch + 1) % self.method.config.refresh_every == 0:
+      self.method.refresh(epoch + 1)
+
+
+@base.register("dcd")
+class DCD(base.Method):
+
+  def __init__(self, config: DCDConfig):
+    config.validate()
+    self.config = config
+    self.rrd = rrd.RRD(config.rrd)
+    self.user_k = max(self.rrd.user_k, config.top if config.user_weight else 0)
+    self.item_k = max(self.rrd.item_k, config.item_top if config.item_weight else 0)
+    self.refreshes = []
+
+  def setup(self, dataset, student, teacher, knowledge):
+    c = self.config
+    self.student, self.teacher = student, teacher
+    self.rrd.setup(dataset, student, teacher, knowledge)
+    self.user_side = (_Side("user", dataset, knowledge["user_topk"], c.top, c.num_under,
+                            c.num_over, c) if c.user_weight else None)
+    self.item_side = (_Side("item", dataset, knowledge["item_topk"], c.item_top,
+                            c.item_num_under, c.item_num_over, c) if c.item_weight else None)
+
+  def part_names(self):
+    names = list(self.rrd.part_names())
+    if self.user_side:
+      names.append("ucd_loss")
+    if self.item_side:
+      names.append("icd_loss")
+    return names
+
+  def refresh(self, epoch):
+    start, record = time.time(), {"epoch": epoch}
+    for side in (self.user_side, self.item_side):
+      if side is not None:
+        record[f"{side.name}_discrepancy"] = side.refresh(self.student, self.teacher,
+                                                          self.config.seed * 1000 + epoch)
+    record["refresh_seconds"] = round(time.time() - start, 3)
+    self.refreshes.append(record)
+    logging.info("dcd refresh at epoch %d: %s", epoch, record)
+
+  def augment(self, x, seed):
+    x = self.rrd.augment(x, seed)
+    if self.user_side:
+      users = x["rrd_user"]
+      x["ucd_user"] = users
+      x["ucd_item"] = tf.gather(self.user_side.state, users)
+      x["ucd_valid"] = tf.gather(self.user_side.valid, users)
+    if self.item_side:
+      items = tf.unique(tf.cast(x["item"][:, 0], tf.int32)).y
+      x["icd_item"] = items
+      x["icd_user"] = tf.gather(self.item_side.state, items)
+      x["icd_valid"] = tf.gather(self.item_side.valid, items)
+    return x
+
+  def loss_parts(self, student, x):
+    c = self.config
+    parts = self.rrd.loss_parts(student, x)
+    if self.user_side:
+      scores = student.score(x["ucd_user"], x["ucd_item"])
+      parts["ucd_loss"] = c.user_weight * rrd.permutation_loss(scores, c.num_under,
+                                                               x["ucd_valid"])
+    if self.item_side:
+      scores = rrd.score_users_for_items(student, x["icd_user"], x["icd_item"])
+      parts["icd_loss"] = c.item_weight * rrd.permutation_loss(scores, c.item_num_under,
+                                                               x["icd_valid"])
+    return parts
+
+  def callbacks(self):
+    return [RefreshCallback(self)]
+
+  def extra_metrics(self):
+    return {"refreshes": self.refreshes}
