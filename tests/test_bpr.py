@@ -26,12 +26,14 @@ def test_scores_match_numpy_oracle_and_each_other():
 
 def test_loss_closed_form():
   m = small_bpr(l2=0.1)
+  x = {"user": np.array([1, 4]), "item": np.array([[0, 2, 3], [6, 0, 5]])}
   y_pred = tf.constant([[2.0, 0.0, 1.0], [0.0, 3.0, -1.0]])
   # softplus(-(s_pos - s_neg)) over the 4 (pos, neg) pairs: margins 2, 1, -3, 1.
   margins = np.array([2.0, 1.0, -3.0, 1.0])
   bpr = np.mean(np.log1p(np.exp(-margins)))
-  reg = 0.1 * 0.5 * sum(np.sum(w.numpy() ** 2) for w in m.weights)
-  assert float(m.compute_loss(y_pred=y_pred)) == pytest.approx(bpr + reg, rel=1e-5)
+  p, q = m.user_embedding.embeddings.numpy(), m.item_embedding.embeddings.numpy()
+  reg = 0.1 * (np.sum(p[x["user"]] ** 2) + np.sum(q[x["item"]] ** 2)) / 2
+  assert float(m.compute_loss(x=x, y_pred=y_pred)) == pytest.approx(bpr + reg, rel=1e-5)
 
 
 def test_loss_is_stable_for_large_margins():

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfkd import io, models
+from tfkd import io, models, optimizers
 from tfkd.data import load_dataset
 from tfkd.errors import ConfigError
 from tfkd.evaluation import Evaluator
@@ -49,20 +49,26 @@ class TrainConfig:
   epochs: int = 500
   batch_size: int = 1024
   learning_rate: float = 1e-3
+  optimizer: str = "adam"
   eval_protocol: str = "sampled"
   eval_every: int = 5
   patience: int = 10
   early_stop_metric: str = "H@5"
   cutoffs: Sequence[int] = (5, 10)
   eval_batch_size: int = 1024
+  steps_per_execution: int = 32
   verbose: int = 0
 
   def validate(self):
-    for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
+    for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size",
+                 "steps_per_execution"):
       if getattr(self, name) <= 0:
         raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
     if self.learning_rate <= 0:
       raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+    if self.optimizer not in optimizers.OPTIMIZERS:
+      raise ConfigError(f"optimizer must be one of {sorted(optimizers.OPTIMIZERS)}, "
+                        f"got {self.optimizer!r}")
     if self.eval_protocol not in ("sampled", "full"):
       raise ConfigError(f"eval_protocol must be 'sampled' or 'full', got {self.eval_protocol!r}")
     if self.num_candidates < 0:
@@ -189,7 +195,8 @@ def fit_evaluate_save(config, dataset, fit_model, student, train_data, callbacks
                       extra_metrics=dict):
   """Fits `fit_model` (the student itself, or a Distiller around it) with validation-based early
   stopping, evaluates `student` on valid and test, writes the workdir; returns metrics."""
-  fit_model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+  fit_model.compile(optimizer=optimizers.get(config.optimizer, config.learning_rate),
+                    steps_per_execution=config.steps_per_execution)
   logdir = os.path.join(config.workdir, "logs")
   writer = tf.summary.create_file_writer(os.path.join(logdir, "validation"))
   validation = ValidationCallback(

@@ -34,6 +34,8 @@ def define_common_flags(fv=FLAGS):
   flags.DEFINE_integer("epochs", 500, "Maximum number of epochs.", lower_bound=1, **d)
   flags.DEFINE_integer("batch_size", 1024, "Training batch size.", lower_bound=1, **d)
   flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0.0, **d)
+  flags.DEFINE_enum("optimizer", "adam", ["adam", "lazy_adam"], "Adam, or Adam that "
+                    "updates only the embedding rows of each batch (much faster).", **d)
   flags.DEFINE_enum("eval_protocol", "sampled", ["sampled", "full"],
                     "Rank the held-out item against sampled candidates or all items.", **d)
   flags.DEFINE_integer("eval_every", 5, "Evaluate on validation every this many epochs.",
@@ -43,6 +45,8 @@ def define_common_flags(fv=FLAGS):
   flags.DEFINE_string("early_stop_metric", "H@5", "Validation metric for early stopping.", **d)
   flags.DEFINE_list("cutoffs", ["5", "10"], "List lengths N of the reported metrics.", **d)
   flags.DEFINE_integer("eval_batch_size", 1024, "Users per evaluation batch.", lower_bound=1, **d)
+  flags.DEFINE_integer("steps_per_execution", 32, "Training steps per compiled call (fewer "
+                       "Python round trips).", lower_bound=1, **d)
   flags.DEFINE_integer("verbose", 0, "Keras progress output (0, 1 or 2).", **d)
   flags.mark_flag_as_required("workdir", flag_values=fv)
 
@@ -72,10 +76,11 @@ def train_config(fv=FLAGS, cls=training.TrainConfig, **extra):
       workdir=fv.workdir, model=fv.model, model_config=dict(dim=fv.dim, l2=fv.l2),
       dataset=fv.dataset, data_dir=fv.data_dir, split_seed=fv.split_seed,
       num_candidates=fv.num_candidates, seed=fv.seed, epochs=fv.epochs,
-      batch_size=fv.batch_size, learning_rate=fv.learning_rate,
+      batch_size=fv.batch_size, learning_rate=fv.learning_rate, optimizer=fv.optimizer,
       eval_protocol=fv.eval_protocol, eval_every=fv.eval_every, patience=fv.patience,
       early_stop_metric=fv.early_stop_metric, cutoffs=cutoffs(fv),
-      eval_batch_size=fv.eval_batch_size, verbose=fv.verbose, **extra)
+      eval_batch_size=fv.eval_batch_size, steps_per_execution=fv.steps_per_execution,
+      verbose=fv.verbose, **extra)
 
 
 def train_config_from_flagfile(path, **overrides):

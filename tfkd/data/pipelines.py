@@ -53,22 +53,46 @@ def sample_unobserved(seen: SeenSet, users, k, seed, max_rounds=1000):
   return items
 
 
+def epoch_batches(num_examples, batch_size, seed, make_batch):
+  """One epoch per iteration: a stateless permutation of the examples, cut into batches.
+
+  The permutation and the per-batch seeds derive from a per-epoch seed drawn by
+  `tf.data.Dataset.random(seed, rerandomize_each_iteration=True)`, so each epoch differs and a
+  run is reproducible. Shuffling is one vectorised op per epoch, not an element-wise buffer.
+
+  Args:
+    make_batch: (example indices int32 [b], batch seed int64 [2]) -> batch structure.
+  """
+  num_batches = -(-num_examples // batch_size)
+
+  def epoch(epoch_seed):
+    perm = tf.random.experimental.stateless_shuffle(
+        tf.range(num_examples, dtype=tf.int32), seed=tf.stack([epoch_seed, 0]))
+
+    def batch(b):
+      b32 = tf.cast(b, tf.int32)
+      indices = perm[b32 * batch_size:tf.minimum((b32 + 1) * batch_size, num_examples)]
+      return make_batch(indices, tf.stack([epoch_seed, b + 1]))
+
+    return tf.data.Dataset.range(num_batches).map(
+        batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+  seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+  return seeds.flat_map(epoch).prefetch(tf.data.AUTOTUNE)
+
+
 def pairwise(dataset, batch_size, num_negatives=1, seed=0):
-  """Batches of ({"user": [B], "item": [B, 1 + num_negatives]}, None), one epoch per pass.
+  """Batches of {"user": [B], "item": [B, 1 + num_negatives]}, one epoch per pass.
 
   Column 0 of "item" is the observed item; the other columns are uniform unobserved items.
   """
   seen = SeenSet(dataset.train_users, dataset.train_items, dataset.num_items)
-  n = dataset.num_train
-  pairs = tf.data.Dataset.from_tensor_slices((dataset.train_users, dataset.train_items))
-  pairs = pairs.shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-  seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+  users = tf.constant(dataset.train_users, tf.int32)
+  items = tf.constant(dataset.train_items, tf.int32)
 
-  def add_negatives(batch, batch_seed):
-    users, items = batch
-    negatives = sample_unobserved(seen, users, num_negatives, batch_seed)
-    return {"user": users, "item": tf.concat([items[:, None], negatives], axis=1)}
+  def make_batch(indices, batch_seed):
+    u, i = tf.gather(users, indices), tf.gather(items, indices)
+    negatives = sample_unobserved(seen, u, num_negatives, batch_seed[0] * 1000003 + batch_seed[1])
+    return {"user": u, "item": tf.concat([i[:, None], negatives], axis=1)}
 
-  return (tf.data.Dataset.zip((pairs, seeds))
-          .map(add_negatives, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-          .prefetch(tf.data.AUTOTUNE))
+  return epoch_batches(dataset.num_train, batch_size, seed, make_batch)

@@ -2,9 +2,13 @@
 
 score(u, i) = <p_u, q_i>. Loss per (u, i, j) triple, i observed and j an unobserved item drawn
 uniformly: softplus(-(score(u, i) - score(u, j))) (= -log sigmoid, in its stable form), averaged
-over the batch, plus `l2 * 0.5 * (||P||^2 + ||Q||^2)` over the whole embedding tables. This is the
-coupled weight decay of the DE-RRD/DCD reference code (PyTorch Adam `weight_decay=1e-3` with a loss
-summed over a batch of 1024 equals `l2` ~= 1e-3 / 1024 here, where the loss is a batch mean).
+over the batch, plus `l2 * (||p_u||^2 + ||q_i||^2 + ||q_j||^2)` of the batch's own rows, averaged
+over the batch (Rendle's per-sample regularisation).
+
+Only the batch's rows are regularised, not the whole tables as the reference code's dense weight
+decay does: on the CiteULike DE-RRD split (sampled protocol, dim 20, Adam 5e-3) this form with
+l2 = 1e-2 reached validation H@5 0.460 at epoch 120, the dense form's best (3e-6) 0.457, and it
+keeps the gradients sparse, so `tfkd.optimizers.LazyAdam` can update only the batch's rows.
 """
 
 import keras
@@ -40,12 +44,15 @@ class BPR(Recommender):
     return tf.matmul(self.user_embedding(users), self.item_embedding.embeddings, transpose_b=True)
 
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-    """y_pred [B, 1 + k]: the observed item's score, then k sampled negatives' scores."""
+    """x: {"user": [B], "item": [B, 1 + k]}; y_pred [B, 1 + k]: the observed item's score, then
+    k sampled negatives' scores."""
     margin = y_pred[:, :1] - y_pred[:, 1:]
     loss = tf.reduce_mean(tf.nn.softplus(-margin))
     if self.l2:
-      loss += self.l2 * 0.5 * (tf.reduce_sum(tf.square(self.user_embedding.embeddings)) +
-                               tf.reduce_sum(tf.square(self.item_embedding.embeddings)))
+      users = self.user_embedding(tf.cast(x["user"], tf.int32))
+      items = self.item_embedding(tf.cast(x["item"], tf.int32))
+      loss += self.l2 * (tf.reduce_sum(tf.square(users)) +
+                         tf.reduce_sum(tf.square(items))) / tf.cast(tf.shape(users)[0], loss.dtype)
     return loss
 
   def make_train_dataset(self, dataset, batch_size, seed, num_negatives=1):

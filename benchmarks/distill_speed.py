@@ -1,0 +1,115 @@
+"""Epoch time of plain, RRD and DCD student training on CiteULike, split into steps and refresh.
+
+  python benchmarks/distill_speed.py --data_dir=../shared/data
+
+Each method runs in its own process (so peak memory is its own). An epoch is timed as the
+training steps (Keras `fit` for one epoch) plus, for DCD, the refresh of the correction lists
+(which runs every `--refresh_every` epochs; its cost per epoch is the refresh time divided by
+that). The teacher is a dim-200 BPR with random weights unless `--teacher_dir` names a trained
+one: sampling and ranking costs do not depend on the weights' values. Prints a Markdown table
+with medians over `--epochs` epochs and the peak resident memory of each process.
+"""
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+flags.DEFINE_string("data_dir", None, "Directory holding citeulike/derrd_loo.")
+flags.DEFINE_string("teacher_dir", None, "A trained teacher (default: random dim-200 BPR).")
+flags.DEFINE_integer("epochs", 5, "Timed epochs per method (after one warm-up epoch).")
+flags.DEFINE_integer("refresh_every", 5, "DCD refresh period in epochs.")
+flags.DEFINE_list("methods", ["student", "rrd", "dcd_user", "dcd"], "What to time.")
+flags.DEFINE_string("one", None, "Internal: time one method in this process, print JSON.")
+FLAGS = flags.FLAGS
+
+
+def time_one(method):
+  import keras
+  import tensorflow as tf
+
+  from tfkd import models, training
+  from tfkd.data import load_dataset
+  from tfkd.distill import DCDConfig, Distiller, RRDConfig, dcd, rrd, teacher as teacher_lib
+
+  dataset = load_dataset("citeulike-derrd", data_dir=FLAGS.data_dir)
+  keras.utils.set_random_seed(0)
+  if FLAGS.teacher_dir:
+    teacher, _ = training.load_model(FLAGS.teacher_dir, dataset)
+  else:
+    teacher = models.build("bpr", dataset.num_users, dataset.num_items, dim=200)
+  student = models.build("bpr", dataset.num_users, dataset.num_items, dim=20, l2=1e-2)
+  base = student.make_train_dataset(dataset, 1024, seed=0)
+  refresh = None
+  start = time.time()
+  if method == "student":
+    fit_model, data = student, base
+  else:
+    if method == "rrd":
+      m = rrd.RRD(RRDConfig())
+    else:
+      m = dcd.DCD(DCDConfig(item_weight=0.0 if method == "dcd_user" else 1e-2,
+                            refresh_every=FLAGS.refresh_every))
+    knowledge = {"user_topk": teacher_lib.user_topk(teacher, dataset, m.user_k),
+                 "item_topk": teacher_lib.item_topk(teacher, dataset, m.item_k)
+                 if m.item_k else None}
+    m.setup(dataset, student, teacher, knowledge)
+    fit_model = Distiller(student, teacher, m)
+    fit_model.declare_parts(m.part_names())
+    seeds = tf.data.Dataset.random(seed=1, rerandomize_each_iteration=True)
+    data = tf.data.Dataset.zip((base, seeds)).map(m.augment).prefetch(tf.data.AUTOTUNE)
+    if method.startswith("dcd"):
+      refresh = m
+  setup_seconds = time.time() - start
+  fit_model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=32)
+  if refresh is not None:
+    refresh.refresh(0)
+  fit_model.fit(data, epochs=1, verbose=0, shuffle=False)  # warm-up (tracing)
+  steps, refreshes = [], []
+  for epoch in range(FLAGS.epochs):
+    t = time.time()
+    fit_model.fit(data, epochs=1, verbose=0, shuffle=False)
+    steps.append(time.time() - t)
+    if refresh is not None:
+      t = time.time()
+      refresh.refresh(epoch + 1)
+      refreshes.append(time.time() - t)
+  step = statistics.median(steps)
+  ref = statistics.median(refreshes) if refreshes else 0.0
+  return {"method": method, "steps_s": round(step, 3), "refresh_s": round(ref, 3),
+          "epoch_s": round(step + ref / FLAGS.refresh_every, 3),
+          "setup_s": round(setup_seconds, 2),
+          "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+
+
+def main(argv):
+  del argv
+  if FLAGS.one:
+    print("RESULT " + json.dumps(time_one(FLAGS.one)), flush=True)
+    return
+  rows = []
+  for method in FLAGS.methods:
+    args = [sys.executable, __file__, f"--one={method}", f"--epochs={FLAGS.epochs}",
+            f"--refresh_every={FLAGS.refresh_every}"]
+    if FLAGS.data_dir:
+      args.append(f"--data_dir={FLAGS.data_dir}")
+    if FLAGS.teacher_dir:
+      args.append(f"--teacher_dir={FLAGS.teacher_dir}")
+    out = subprocess.run(args, capture_output=True, text=True, check=True,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")).stdout
+    rows.append(json.loads(out.split("RESULT ", 1)[1]))
+  print(f"| method | training steps s/epoch | refresh s (every {FLAGS.refresh_every} epochs) | "
+        "epoch s, refresh amortized | setup s (teacher rankings) | peak RSS GB |")
+  print("|---|---|---|---|---|---|")
+  for r in rows:
+    print(f"| {r['method']} | {r['steps_s']} | {r['refresh_s']} | {r['epoch_s']} | "
+          f"{r['setup_s']} | {r['peak_rss_gb']} |")
+
+
+if __name__ == "__main__":
+  app.run(main)

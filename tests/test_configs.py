@@ -1,0 +1,29 @@
+"""Every shipped config parses with the trainer that reads it (no unknown or out-of-range flag),
+and opens with the command that runs it."""
+
+import glob
+import os
+
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+from conftest import REPO
+from trainers import distill, train  # noqa: F401  (define the flags)
+
+CONFIGS = sorted(p for p in glob.glob(os.path.join(REPO, "configs", "*.flags"))
+                 if not p.endswith("base.flags"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_config_parses_and_states_its_command(path, monkeypatch):
+  monkeypatch.chdir(REPO)
+  rel = os.path.relpath(path, REPO)
+  trainer = "trainers.train" if os.path.basename(path).startswith("bpr_") else "trainers.distill"
+  with open(path) as f:
+    text = f.read()
+  assert f"python -m {trainer} --flagfile={rel}" in text
+  with flagsaver.flagsaver():
+    flags.FLAGS(["prog", f"--flagfile={rel}"])
+    assert flags.FLAGS.workdir.startswith("workdirs/")
+    assert flags.FLAGS.dataset == "citeulike-derrd"
