@@ -70,3 +70,30 @@ def test_teacher_from_another_dataset_is_refused(tmp_path):
                        synthetic_params=dict(num_users=50, num_items=200))
   with pytest.raises(ConfigError, match="model trained on synthetic \\(200 users x \\d+ items.*but the dataset is synthetic \\(50 users"):
     training.load_model(workdir, other)
+
+
+def test_own_delimited_file_with_header_and_recipe(tmp_path):
+  import numpy as np
+  rng = np.random.default_rng(0)
+  lines = ["item;rating;user"]
+  for u in range(40):
+    for i in rng.choice(60, 12, replace=False):
+      lines.append(f"it{i};{rng.integers(1, 6)};user{u}")
+  data = tmp_path / "ratings.csv"
+  data.write_text("\n".join(lines) + "\n")
+  workdir = str(tmp_path / "w")
+  with flagsaver.flagsaver(workdir=workdir, dataset="file", data_file=str(data), data_sep=";",
+                           data_header=True, min_rating=2.0, num_candidates=5, epochs=2,
+                           eval_every=1, dim=4, eval_protocol="full"):
+    train.main(["train"])
+  with open(os.path.join(workdir, "metrics.json")) as f:
+    assert json.load(f)["dataset"] == "file"
+
+
+def test_bad_row_in_own_file_is_one_line(tmp_path):
+  data = tmp_path / "r.csv"
+  data.write_text("u1,i1,5,10\nu1,i2,5\n")
+  r = run(["--dataset=file", f"--data_file={data}", f"--workdir={tmp_path}/w"], tmp_path)
+  assert r.returncode == 1
+  assert r.stderr.strip().splitlines()[-1] == (
+      f"tfkd: error: {data}:2: expected 4 fields (user, item, rating, timestamp), got 3")

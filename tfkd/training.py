@@ -43,6 +43,7 @@ class TrainConfig:
   model_config: dict = dataclasses.field(default_factory=dict)
   dataset: str = "citeulike-derrd"
   data_dir: Optional[str] = None
+  dataset_kwargs: dict = dataclasses.field(default_factory=dict)  # load_dataset's spec/recipe/split
   split_seed: int = 0
   num_candidates: int = 499
   seed: int = 0
@@ -179,7 +180,7 @@ def _load_data(config):
   prepare_workdir(config.workdir)
   keras.utils.set_random_seed(config.seed)
   dataset = load_dataset(config.dataset, data_dir=config.data_dir, split_seed=config.split_seed,
-                         num_candidates=config.num_candidates)
+                         num_candidates=config.num_candidates, **config.dataset_kwargs)
   logging.info("%s", dataset.summary())
   return dataset
 

@@ -9,7 +9,7 @@ from absl import flags, logging
 import dataclasses
 
 from tfkd import io, models, training
-from tfkd.data import catalog
+from tfkd.data import catalog, recipes
 from tfkd.errors import TfkdError
 
 FLAGS = flags.FLAGS
@@ -26,6 +26,23 @@ def define_common_flags(fv=FLAGS):
   flags.DEFINE_enum("dataset", "citeulike-derrd", catalog.names(), "Catalog dataset.", **d)
   flags.DEFINE_string("data_dir", None, "First directory searched for source data files "
                       f"(then ${catalog.DATA_DIR_ENV}, then the tfkd cache).", **d)
+  flags.DEFINE_string("data_file", None, "With --dataset=file: the delimited file to read.", **d)
+  flags.DEFINE_list("data_columns", ["user", "item", "rating", "timestamp"],
+                    "With --dataset=file: column names in file order (user and item required; "
+                    "other names are ignored); ignored with --data_header.", **d)
+  flags.DEFINE_string("data_sep", "comma", "With --dataset=file: delimiter (comma, tab, "
+                      "whitespace, or the character itself).", **d)
+  flags.DEFINE_bool("data_header", False, "With --dataset=file: the first line names the "
+                    "columns.", **d)
+  flags.DEFINE_float("min_rating", None, "Recipe: keep rows rated at least this (default: "
+                     "the catalog's recipe).", **d)
+  flags.DEFINE_integer("min_user_interactions", None, "Recipe: drop users with fewer items.",
+                       lower_bound=0, **d)
+  flags.DEFINE_integer("min_item_interactions", None, "Recipe: drop items with fewer users.",
+                       lower_bound=0, **d)
+  flags.DEFINE_bool("kcore", None, "Recipe: repeat the user/item filters until stable.", **d)
+  flags.DEFINE_enum("split", None, ["random", "timestamp"], "Leave-one-out split (default: "
+                    "the catalog's).", **d)
   flags.DEFINE_string("workdir", None, "Output directory (checkpoint, flags, logs, metrics).", **d)
   flags.DEFINE_integer("seed", 0, "Seed of initialisation and sampling.", **d)
   flags.DEFINE_integer("split_seed", 0, "Seed of the random split and evaluation candidates.", **d)
@@ -70,11 +87,37 @@ def cutoffs(fv=FLAGS):
   return values
 
 
+_SEPARATORS = {"comma": ",", "tab": "\t", "whitespace": None, "space": " "}
+
+
+def dataset_kwargs(fv=FLAGS):
+  """load_dataset's spec / recipe / split overrides from the data flags."""
+  kwargs = {}
+  if fv.dataset == catalog.FILE:
+    if not fv.data_file:
+      raise TfkdError("--dataset=file needs --data_file")
+    kwargs["spec"] = catalog.file_spec(
+        fv.data_file, None if fv.data_header else fv.data_columns,
+        _SEPARATORS.get(fv.data_sep, fv.data_sep), fv.data_header, split=fv.split or "random")
+  elif fv.data_file:
+    raise TfkdError(f"--data_file is only read with --dataset=file, not --dataset={fv.dataset}")
+  overrides = {name: getattr(fv, name) for name in
+               ("min_rating", "min_user_interactions", "min_item_interactions", "kcore")
+               if getattr(fv, name) is not None}
+  if overrides:
+    spec = catalog.CATALOG.get(fv.dataset)
+    kwargs["recipe"] = dataclasses.replace(spec.recipe if spec else recipes.Recipe(), **overrides)
+  if fv.split:
+    kwargs["split"] = fv.split
+  return kwargs
+
+
 def train_config(fv=FLAGS, cls=training.TrainConfig, **extra):
   """A TrainConfig (or subclass) from the common and model flags of `fv`."""
   return cls(
       workdir=fv.workdir, model=fv.model, model_config=dict(dim=fv.dim, l2=fv.l2),
-      dataset=fv.dataset, data_dir=fv.data_dir, split_seed=fv.split_seed,
+      dataset=fv.dataset, data_dir=fv.data_dir, dataset_kwargs=dataset_kwargs(fv),
+      split_seed=fv.split_seed,
       num_candidates=fv.num_candidates, seed=fv.seed, epochs=fv.epochs,
       batch_size=fv.batch_size, learning_rate=fv.learning_rate, optimizer=fv.optimizer,
       eval_protocol=fv.eval_protocol, eval_every=fv.eval_every, patience=fv.patience,

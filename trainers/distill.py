@@ -94,6 +94,7 @@ def main(argv):
     if not os.path.isfile(os.path.join(FLAGS.teacher_dir or "", training.MODEL_FILE)):
       teacher = common.train_config_from_flagfile(
           FLAGS.teacher_flagfile, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
+          dataset_kwargs=common.dataset_kwargs(),
           split_seed=FLAGS.split_seed, num_candidates=FLAGS.num_candidates,
           eval_protocol=FLAGS.eval_protocol, verbose=FLAGS.verbose)
     config = common.train_config(

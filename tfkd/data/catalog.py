@@ -43,7 +43,9 @@ class DatasetSpec:
   Attributes:
     name: the catalog key.
     files: source files; for `reader="presplit"` exactly train, valid and test.
-    reader: "citeulike", "movielens", "csv" (user,item,rating,timestamp) or "presplit".
+    reader: "citeulike", "movielens", "csv" (user,item,rating,timestamp), "delimited" (see
+      `reader_options`) or "presplit".
+    reader_options: keyword arguments of `readers.read_delimited` for reader "delimited".
     recipe: how the raw log is prepared.
     split: "random" or "timestamp" leave-one-out ("given" for pre-split data).
     expected: (users, items, interactions) a faithful copy must give, or None.
@@ -57,6 +59,7 @@ class DatasetSpec:
   split: str = "random"
   expected: Optional[Tuple[int, int, int]] = None
   description: str = ""
+  reader_options: Tuple[Tuple[str, object], ...] = ()
 
 
 _GITHUB = "https://raw.githubusercontent.com"
@@ -106,8 +109,21 @@ SYNTHETIC_DEFAULTS = dict(num_users=200, num_items=300, interactions_per_user=20
                           zipf=0.8, temperature=0.5, seed=0)
 
 
+FILE = "file"
+
+
 def names():
-  return sorted(CATALOG) + [SYNTHETIC]
+  return sorted(CATALOG) + [SYNTHETIC, FILE]
+
+
+def file_spec(path, columns=("user", "item", "rating", "timestamp"), sep=",", header=False,
+              integer_ids=False, split="random"):
+  """A spec for the user's own delimited file (`--dataset=file --data_file=...`)."""
+  return DatasetSpec(FILE, (SourceFile(os.path.abspath(path), None, None),), "delimited",
+                     split=split, reader_options=(("columns", tuple(columns) if columns else None),
+                                                  ("sep", sep), ("header", bool(header)),
+                                                  ("integer_ids", bool(integer_ids))),
+                     description=f"delimited file {path}")
 
 
 def _md5(path):
@@ -176,7 +192,7 @@ def _cache_key(parts):
 
 def load_dataset(name, data_dir=None, split_seed=0, num_candidates=499, split=None,
                  recipe: Optional[recipes.Recipe] = None, synthetic_params=None,
-                 cache_dir=None, use_cache=True) -> Dataset:
+                 cache_dir=None, use_cache=True, spec: Optional[DatasetSpec] = None) -> Dataset:
   """Loads a catalog dataset, prepared, split, with sampled-evaluation candidates.
 
   Args:
@@ -189,14 +205,15 @@ def load_dataset(name, data_dir=None, split_seed=0, num_candidates=499, split=No
     synthetic_params: overrides of `SYNTHETIC_DEFAULTS` for `name="synthetic"`.
     cache_dir: where prepared datasets are cached (default: `default_cache_dir()`).
     use_cache: read and write the prepared cache.
+    spec: a spec not in the catalog (e.g. `file_spec(...)` for `name="file"`).
   """
   if name == SYNTHETIC:
     params = dict(SYNTHETIC_DEFAULTS, **(synthetic_params or {}))
     spec = DatasetSpec(SYNTHETIC, (), "synthetic", recipe or recipes.Recipe(),
                        split or "random")
     digests = {"params": params}
-  elif name in CATALOG:
-    spec = CATALOG[name]
+  elif name in CATALOG or spec is not None:
+    spec = spec or CATALOG[name]
     if recipe is not None:
       spec = dataclasses.replace(spec, recipe=recipe)
     if split is not None and spec.split != "given":
@@ -210,6 +227,7 @@ def load_dataset(name, data_dir=None, split_seed=0, num_candidates=499, split=No
     raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(names())}")
 
   key = _cache_key(dict(name=name, inputs=digests, recipe=spec.recipe.to_dict(),
+                        reader=spec.reader, reader_options=repr(spec.reader_options),
                         split=spec.split, split_seed=split_seed, num_candidates=num_candidates))
   cache_path = os.path.join(cache_dir or default_cache_dir(), "prepared", f"{name}-{key}.npz")
   if use_cache and os.path.isfile(cache_path):
@@ -223,7 +241,10 @@ def load_dataset(name, data_dir=None, split_seed=0, num_candidates=499, split=No
   elif spec.reader == "presplit":
     dataset = _from_presplit(name, key, paths, spec, split_seed, num_candidates)
   else:
-    log = _READERS[spec.reader](paths[0])
+    if spec.reader == "delimited":
+      log = readers.read_delimited(paths[0], **dict(spec.reader_options))
+    else:
+      log = _READERS[spec.reader](paths[0])
     dataset = _from_log(name, key, log, spec, split_seed, num_candidates)
   if spec.expected and all(digests.get(f.relpath) == f.md5 for f in spec.files if f.md5):
     _check_expected(dataset, spec)
@@ -236,7 +257,7 @@ def _check_expected(dataset, spec):
   users, items, interactions = spec.expected
   n = dataset.num_train + int((dataset.valid_items >= 0).sum() + (dataset.test_items >= 0).sum())
   got = (dataset.num_users, dataset.num_items, n)
-  if spec.recipe == CATALOG[spec.name].recipe and got != (users, items, interactions):
+  if spec.name in CATALOG and spec.recipe == CATALOG[spec.name].recipe and got != (users, items, interactions):
     raise DataError(f"dataset {spec.name!r}: prepared {got} users/items/interactions, the "
                     f"catalog expects {spec.expected}")
 
