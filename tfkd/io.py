@@ -1,6 +1,7 @@
 """Atomic file output: readers never see a half-written file."""
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -33,3 +34,12 @@ def write_text(path, text):
 
 def write_json(path, obj):
   write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def md5_file(path):
+  """Hex md5 of a file, read in 1 MiB blocks."""
+  h = hashlib.md5()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()

@@ -4,7 +4,7 @@ import contextlib
 import os
 import sys
 
-from absl import flags, logging
+from absl import app, flags, logging
 
 import dataclasses
 
@@ -148,6 +148,22 @@ def write_flags(workdir):
       continue
     lines.extend(flag.serialize() for flag in module_flags)
   io.write_text(os.path.join(workdir, "flags.txt"), "\n".join(sorted(set(lines))) + "\n")
+
+
+def run(argv, make_config, job):
+  """The body of every entry point: config from flags, workdir checked, resolved flags written,
+  `job(config)` run, test metrics printed; a TfkdError becomes one line and exit status 1."""
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  with one_line_errors():
+    config = make_config()
+    config.validate()
+    training.prepare_workdir(config.workdir)
+    write_flags(config.workdir)
+    metrics = job(config)
+  print("test: " + " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics["test"].items())))
+  print(f"wrote {os.path.join(config.workdir, training.METRICS_FILE)}")
+  return metrics
 
 
 @contextlib.contextmanager

@@ -86,27 +86,23 @@ def dcd_config():
 METHOD_CONFIGS = {"rrd": rrd_config, "dcd": dcd_config}
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def distill_config():
   with common.one_line_errors():
     teacher = None
     if not os.path.isfile(os.path.join(FLAGS.teacher_dir or "", training.MODEL_FILE)):
       teacher = common.train_config_from_flagfile(
           FLAGS.teacher_flagfile, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
-          dataset_kwargs=common.dataset_kwargs(),
-          split_seed=FLAGS.split_seed, num_candidates=FLAGS.num_candidates,
-          eval_protocol=FLAGS.eval_protocol, verbose=FLAGS.verbose)
-    config = common.train_config(
+          dataset_kwargs=common.dataset_kwargs(), split_seed=FLAGS.split_seed,
+          num_candidates=FLAGS.num_candidates, eval_protocol=FLAGS.eval_protocol,
+          verbose=FLAGS.verbose)
+    return common.train_config(
         cls=training.DistillConfig, teacher_dir=FLAGS.teacher_dir, teacher=teacher,
         method=FLAGS.method, method_config=METHOD_CONFIGS[FLAGS.method](),
         knowledge_chunk_size=FLAGS.knowledge_chunk_size)
-    config.validate()
-    training.prepare_workdir(config.workdir)
-    common.write_flags(config.workdir)
-    metrics = training.distill(config)
-  print("test: " + " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics["test"].items())))
-  print(f"wrote {os.path.join(config.workdir, training.METRICS_FILE)}")
+
+
+def main(argv):
+  return common.run(argv, distill_config, training.distill)
 
 
 if __name__ == "__main__":

@@ -126,12 +126,6 @@ def file_spec(path, columns=("user", "item", "rating", "timestamp"), sep=",", he
                      description=f"delimited file {path}")
 
 
-def _md5(path):
-  h = hashlib.md5()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
 
 
 def search_dirs(data_dir=None):
@@ -145,7 +139,7 @@ def resolve_file(source: SourceFile, data_dir=None, dataset="") -> Tuple[str, st
   for d in dirs:
     path = os.path.join(d, source.relpath)
     if os.path.isfile(path):
-      digest = _md5(path)
+      digest = io.md5_file(path)
       if source.md5 and digest != source.md5:
         logging.warning("%s: md5 %s differs from the catalog's %s; results will not match "
                         "the published copy", path, digest, source.md5)
@@ -163,7 +157,7 @@ def resolve_file(source: SourceFile, data_dir=None, dataset="") -> Tuple[str, st
         f"dataset {dataset!r}: {source.relpath} not found in {', '.join(dirs)} and downloading "
         f"{source.url} failed ({e}); put the file at {os.path.join(where, source.relpath)}"
     ) from None
-  return target, source.md5 or _md5(target)
+  return target, source.md5 or io.md5_file(target)
 
 
 def download(url, target, md5=None, timeout=60):
@@ -171,7 +165,7 @@ def download(url, target, md5=None, timeout=60):
   with io.atomic_path(target) as tmp:
     with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
       shutil.copyfileobj(response, f)
-    digest = _md5(tmp)
+    digest = io.md5_file(tmp)
     if md5 and digest != md5:
       raise DataError(f"checksum mismatch: got md5 {digest}, expected {md5}")
   logging.info("downloaded %s to %s", url, target)

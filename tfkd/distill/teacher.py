@@ -75,12 +75,6 @@ def _check_k(k, size, what, unit):
     raise ConfigError(f"{what}={k} must be between 1 and the catalog's {size} {unit}")
 
 
-def _md5(path):
-  h = hashlib.md5()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
 
 
 def load_or_compute(teacher, teacher_dir, weights_path, dataset, user_k, item_k, chunk_size=1024):
@@ -88,7 +82,7 @@ def load_or_compute(teacher, teacher_dir, weights_path, dataset, user_k, item_k,
 
   `item_k=0` skips the item side.
   """
-  meta = {"weights_md5": _md5(weights_path), "dataset_key": dataset.key, "user_k": int(user_k),
+  meta = {"weights_md5": io.md5_file(weights_path), "dataset_key": dataset.key, "user_k": int(user_k),
           "item_k": int(item_k), "num_users": dataset.num_users, "num_items": dataset.num_items}
   name = "rankings-" + hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
   path = os.path.join(teacher_dir, name + ".npz")
