@@ -32,6 +32,8 @@ def test_runs_end_to_end_from_nothing(tmp_path):
   with open(os.path.join(workdir, "metrics.json")) as f:
     metrics = json.load(f)
   assert {"H@5", "M@5", "H@10", "M@10", "NDCG@10"} <= set(metrics["test"])
+  assert set(metrics["discrepancy"]) == {"user", "item"}
+  assert all(v >= 0 for v in metrics["discrepancy"].values())
   with open(os.path.join(teacher_dir, "model.json")) as f:
     assert json.load(f)["config"]["dim"] == 16
   with open(os.path.join(workdir, "model.json")) as f:

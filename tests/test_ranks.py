@@ -33,3 +33,19 @@ def test_side_scorer_masks_observed_entries(tiny, side):
   full[tiny.train_users, tiny.train_items] = -np.inf
   expected = full[rows] if side == "user" else full.T[rows]
   np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_mean_rank_gap_matches_numpy(tiny, side):
+  rng = np.random.default_rng(1)
+  matrix = rng.normal(size=(tiny.num_users, tiny.num_items)).astype(np.float32)
+  masked = matrix.copy()
+  masked[tiny.train_users, tiny.train_items] = -np.inf
+  rows = masked if side == "user" else masked.T
+  n = 4
+  # A "teacher" list per row: n unobserved columns in a random order.
+  top = np.stack([rng.permutation(np.flatnonzero(np.isfinite(r)))[:n] for r in rows])
+  expected = np.mean([[abs(np.sum(r > r[c]) - k) for k, c in enumerate(t)]
+                      for r, t in zip(rows, top)])
+  got = ranks.mean_rank_gap(FixedScores(matrix), ranks.SideScorer(tiny, side), top, chunk_size=3)
+  assert got == pytest.approx(expected, rel=1e-6)

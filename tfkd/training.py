@@ -239,6 +239,9 @@ def train(config: TrainConfig):
   return fit_evaluate_save(config, dataset, model, model, train_data)
 
 
+GAP_TOP = 50  # the teacher's list over which the final rank discrepancy is measured
+
+
 @dataclasses.dataclass
 class DistillConfig(TrainConfig):
   """A student's training plus: the teacher (trained first when `teacher_dir` holds none) and the
@@ -273,9 +276,11 @@ def distill(config: DistillConfig):
   dataset = _load_data(config)
   teacher, _ = ensure_teacher(config, dataset)
   keras.utils.set_random_seed(config.seed)
+  # At least the teacher's top GAP_TOP on both sides, for the final rank discrepancy.
   knowledge = distill_lib.teacher.load_or_compute(
       teacher, config.teacher_dir, os.path.join(config.teacher_dir, WEIGHTS_FILE), dataset,
-      method.user_k, method.item_k, config.knowledge_chunk_size) if method.user_k else {}
+      max(method.user_k, min(GAP_TOP, dataset.num_items)),
+      max(method.item_k, min(GAP_TOP, dataset.num_users)), config.knowledge_chunk_size)
   student = _build(config.model, dataset, config.model_config)
   method.setup(dataset, student, teacher, knowledge)
   distiller = distill_lib.Distiller(student, teacher, method)
@@ -285,6 +290,14 @@ def distill(config: DistillConfig):
   train_data = tf.data.Dataset.zip((base, seeds)).map(
       method.augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
   ).prefetch(tf.data.AUTOTUNE)
-  metrics = fit_evaluate_save(config, dataset, distiller, student, train_data,
-                              method.callbacks(), method.extra_metrics)
-  return metrics
+
+  def extra_metrics():
+    # Fig. 1a of the DCD paper for the final student: mean |R_S - R_T| over the teacher's top-50.
+    gaps = {side: distill_lib.ranks.mean_rank_gap(
+                student, distill_lib.ranks.SideScorer(dataset, side),
+                knowledge[f"{side}_topk"][:, :GAP_TOP], config.knowledge_chunk_size)
+            for side in ("user", "item")}
+    return {**method.extra_metrics(), "discrepancy": gaps}
+
+  return fit_evaluate_save(config, dataset, distiller, student, train_data, method.callbacks(),
+                           extra_metrics)

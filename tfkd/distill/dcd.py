@@ -116,7 +116,7 @@ class _Side:
       states.append(state)
       valids.append(ok)
       n = min(c.discrepancy_top, self.top)
-      gaps.append(tf.abs(ranks.ranks_of(s_scores, teacher_top[:, :n]) - tf.range(n)).numpy())
+      gaps.append(ranks.rank_gaps(s_scores, teacher_top[:, :n]).numpy())
     self.state.assign(tf.concat(states, axis=0))
     self.valid.assign(tf.concat(valids, axis=0))
     return float(np.mean(np.concatenate(gaps)))

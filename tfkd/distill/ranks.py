@@ -32,6 +32,25 @@ def ranks_of(scores, queries):
   return tf.gather(above_sorted, inverse, batch_dims=1)
 
 
+def rank_gaps(scores, teacher_top):
+  """scores [B, N] (masked -inf), teacher_top int [B, n] the teacher's best n columns in order ->
+  float32 [B, n]: |R_S - R_T| of each, the measure of the DCD paper's Figure 1a."""
+  n = tf.shape(teacher_top)[1]
+  return tf.cast(tf.abs(ranks_of(scores, teacher_top) - tf.range(n)), tf.float32)
+
+
+def mean_rank_gap(model, scorer, teacher_top, chunk_size=1024):
+  """Mean |R_S - R_T| of `model` over `teacher_top` [num_rows, n] (all rows of `scorer`'s side),
+  computed in chunks of rows."""
+  total, count = 0.0, 0
+  for start in range(0, scorer.num_rows, chunk_size):
+    rows = np.arange(start, min(start + chunk_size, scorer.num_rows), dtype=np.int32)
+    gaps = rank_gaps(scorer.scores(model, rows), tf.constant(teacher_top[rows], tf.int32))
+    total += float(tf.reduce_sum(gaps))
+    count += int(tf.size(gaps))
+  return total / max(count, 1)
+
+
 def full_ranks(scores):
   """[B, N] -> int32 [B, N]: the rank of every entry (ties broken by column order)."""
   order = tf.argsort(scores, axis=1, direction="DESCENDING", stable=True)
