@@ -48,3 +48,7 @@ class FixedScores:
   def score_all(self, users):
     import tensorflow as tf
     return tf.gather(self.matrix, users)
+
+  def score_users(self, items):
+    import tensorflow as tf
+    return tf.gather(tf.transpose(self.matrix), items)

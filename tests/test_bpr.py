@@ -22,6 +22,11 @@ def test_scores_match_numpy_oracle_and_each_other():
   all_scores = m.score_all(users).numpy()
   np.testing.assert_allclose(all_scores, p[users] @ q.T, rtol=1e-5)
   np.testing.assert_allclose(np.take_along_axis(all_scores, items, 1), expected, rtol=1e-5)
+  # score_users: BPR's matrix product against the base class's generic path through score().
+  some_items = np.array([6, 0, 2])
+  np.testing.assert_allclose(m.score_users(some_items).numpy(), q[some_items] @ p.T, atol=1e-6)
+  generic = models.base.Recommender.score_users(m, tf.constant(some_items))
+  np.testing.assert_allclose(generic.numpy(), q[some_items] @ p.T, atol=1e-6)
 
 
 def test_loss_closed_form():

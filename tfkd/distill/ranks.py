@@ -85,16 +85,11 @@ class SideScorer:
     rows = np.asarray(rows, np.int32)
     pos, cols = self.observed(rows)
     return _masked(model, tf.constant(rows), tf.constant(pos), tf.constant(cols),
-                   self.side == "user", self.num_cols)
+                   self.side == "user")
 
 
 @tf.function(reduce_retracing=True)
-def _masked(model, rows, pos, cols, user_side, num_cols):
-  if user_side:
-    scores = model.score_all(rows)
-  else:  # all users against a chunk of items, through the generic score()
-    users = tf.range(num_cols)
-    items = tf.broadcast_to(rows[None, :], [num_cols, tf.shape(rows)[0]])
-    scores = tf.transpose(model.score(users, items))
+def _masked(model, rows, pos, cols, user_side):
+  scores = model.score_all(rows) if user_side else model.score_users(rows)
   return tf.tensor_scatter_nd_update(scores, tf.stack([pos, cols], axis=1),
                                      tf.fill(tf.shape(pos), tf.constant(-np.inf, scores.dtype)))

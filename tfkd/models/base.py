@@ -6,6 +6,10 @@ Evaluation, teacher rankings, distillation and export need exactly two things of
 - `score(users, items)`: users int [B], items int [B, N] -> scores float32 [B, N];
 - `score_all(users)`: users int [B] -> scores float32 [B, num_items].
 
+`score_users(items)` (items int [B] -> float32 [B, num_users], every user's score of each item)
+serves item-side distillation; its default goes through `score`, and a model whose scores factor
+(BPR: one matrix product) overrides it.
+
 Higher scores rank first. Training goes through Keras `fit`: a model's `compute_loss` is the one
 hook (TFRS `models/base.py`), and `make_train_dataset` builds the `tf.data` pipeline its loss
 expects, so trainers stay model-agnostic.
@@ -30,6 +34,12 @@ class Recommender(keras.Model):
 
   def score_all(self, users):
     raise NotImplementedError
+
+  def score_users(self, items):
+    """items [B] -> [B, num_users]: the score of every user for each item."""
+    users = tf.range(self.num_users)
+    items = tf.broadcast_to(tf.cast(items, tf.int32)[None, :], [self.num_users, tf.shape(items)[0]])
+    return tf.transpose(self.score(users, items))
 
   def call(self, inputs, training=False):
     """inputs: {"user": [B], "item": [B, N]} -> scores [B, N]."""

@@ -43,6 +43,10 @@ class BPR(Recommender):
     """users [B] -> [B, num_items]."""
     return tf.matmul(self.user_embedding(users), self.item_embedding.embeddings, transpose_b=True)
 
+  def score_users(self, items):
+    """items [B] -> [B, num_users]."""
+    return tf.matmul(self.item_embedding(items), self.user_embedding.embeddings, transpose_b=True)
+
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
     """x: {"user": [B], "item": [B, 1 + k]}; y_pred [B, 1 + k]: the observed item's score, then
     k sampled negatives' scores."""
