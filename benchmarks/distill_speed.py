@@ -3,9 +3,9 @@
   python benchmarks/distill_speed.py --data_dir=../shared/data
 
 Each method runs in its own process (so peak memory is its own). An epoch is timed as the
-training steps (Keras `fit` for one epoch) plus, for DCD, the refresh of the correction lists
-(which runs every `--refresh_every` epochs; its cost per epoch is the refresh time divided by
-that). The teacher is a dim-200 BPR with random weights unless `--teacher_dir` names a trained
+training steps (one Keras `fit` over all epochs, each epoch timed by a callback that runs before
+the refresh) plus, for DCD, the refresh of the correction lists (which runs every
+`--refresh_every` epochs; its cost per epoch is the refresh time divided by that). The teacher is a dim-200 BPR with random weights unless `--teacher_dir` names a trained
 one: sampling and ranking costs do not depend on the weights' values. Prints a Markdown table
 with medians over `--epochs` epochs and the peak resident memory of each process.
 """
@@ -25,6 +25,7 @@ flags.DEFINE_string("teacher_dir", None, "A trained teacher (default: random dim
 flags.DEFINE_integer("epochs", 5, "Timed epochs per method (after one warm-up epoch).")
 flags.DEFINE_integer("refresh_every", 5, "DCD refresh period in epochs.")
 flags.DEFINE_list("methods", ["student", "rrd", "dcd_user", "dcd"], "What to time.")
+flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_string("one", None, "Internal: time one method in this process, print JSON.")
 FLAGS = flags.FLAGS
 
@@ -35,7 +36,8 @@ def time_one(method):
 
   from tfkd import models, training
   from tfkd.data import load_dataset
-  from tfkd.distill import DCDConfig, Distiller, RRDConfig, dcd, rrd, teacher as teacher_lib
+  from tfkd.distill import (DCDConfig, Distiller, RRDConfig, dcd, rrd, teacher as teacher_lib,
+                            train_dataset)
 
   dataset = load_dataset("citeulike-derrd", data_dir=FLAGS.data_dir)
   keras.utils.set_random_seed(0)
@@ -45,10 +47,10 @@ def time_one(method):
     teacher = models.build("bpr", dataset.num_users, dataset.num_items, dim=200)
   student = models.build("bpr", dataset.num_users, dataset.num_items, dim=20, l2=1e-2)
   base = student.make_train_dataset(dataset, 1024, seed=0)
-  refresh = None
+  callbacks = []
   start = time.time()
   if method == "student":
-    fit_model, data = student, base
+    fit_model, data, m = student, base, None
   else:
     if method == "rrd":
       m = rrd.RRD(RRDConfig())
@@ -61,24 +63,31 @@ def time_one(method):
     m.setup(dataset, student, teacher, knowledge)
     fit_model = Distiller(student, teacher, m)
     fit_model.declare_parts(m.part_names())
-    seeds = tf.data.Dataset.random(seed=1, rerandomize_each_iteration=True)
-    data = tf.data.Dataset.zip((base, seeds)).map(m.augment).prefetch(tf.data.AUTOTUNE)
-    if method.startswith("dcd"):
-      refresh = m
+    data = train_dataset(m, base, seed=1)
+    callbacks = m.callbacks()
   setup_seconds = time.time() - start
-  fit_model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=32)
-  if refresh is not None:
-    refresh.refresh(0)
-  fit_model.fit(data, epochs=1, verbose=0, shuffle=False)  # warm-up (tracing)
-  steps, refreshes = [], []
-  for epoch in range(FLAGS.epochs):
-    t = time.time()
-    fit_model.fit(data, epochs=1, verbose=0, shuffle=False)
-    steps.append(time.time() - t)
-    if refresh is not None:
-      t = time.time()
-      refresh.refresh(epoch + 1)
-      refreshes.append(time.time() - t)
+  fit_model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=32,
+                    jit_compile=FLAGS.jit_compile)
+
+  class Timer(keras.callbacks.Callback):
+    """Epoch time of the training steps alone: runs before the refresh callback."""
+
+    def __init__(self):
+      super().__init__()
+      self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+      self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+      self.times.append(time.perf_counter() - self.start)
+
+  timer = Timer()
+  # One warm-up epoch (tracing), then the timed ones, in one fit as in real training.
+  fit_model.fit(data, epochs=1 + FLAGS.epochs, verbose=0, shuffle=False,
+                callbacks=[timer, *callbacks])
+  steps = timer.times[1:]
+  refreshes = [r["refresh_seconds"] for r in (m.refreshes if hasattr(m, "refreshes") else [])]
   step = statistics.median(steps)
   ref = statistics.median(refreshes) if refreshes else 0.0
   return {"method": method, "steps_s": round(step, 3), "refresh_s": round(ref, 3),
@@ -95,7 +104,7 @@ def main(argv):
   rows = []
   for method in FLAGS.methods:
     args = [sys.executable, __file__, f"--one={method}", f"--epochs={FLAGS.epochs}",
-            f"--refresh_every={FLAGS.refresh_every}"]
+            f"--refresh_every={FLAGS.refresh_every}", f"--jit_compile={FLAGS.jit_compile}"]
     if FLAGS.data_dir:
       args.append(f"--data_dir={FLAGS.data_dir}")
     if FLAGS.teacher_dir:

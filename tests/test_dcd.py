@@ -108,10 +108,65 @@ def test_dcd_training_step_tracks_every_part_and_keeps_teacher(tiny):
   distiller.declare_parts(method.part_names())
   distiller.compile(optimizer=keras.optimizers.Adam(0.05))
   from tfkd.data import pipelines
-  x = method.augment(next(iter(pipelines.pairwise(tiny, 64, seed=0))), tf.constant(1, tf.int64))
+  seed = tf.constant(1, tf.int64)
+  x = method.augment(next(iter(pipelines.pairwise(tiny, 64, seed=0))), method.epoch_state(seed),
+                     seed)
   before = [w.numpy().copy() for w in teacher.weights]
   logs = distiller.train_on_batch(x, return_dict=True)
   assert {"base_loss", "rrd_loss", "ucd_loss", "icd_loss"} <= set(logs)
   assert logs["ucd_loss"] > 0 and logs["icd_loss"] > 0
   for w, b in zip(teacher.weights, before):
     np.testing.assert_array_equal(w.numpy(), b)
+
+
+def perm_nll(ordered, tail):
+  """NumPy oracle of the relaxed permutation NLL (float64)."""
+  return -sum(ordered[k] - np.log(np.exp(ordered[k:]).sum() + np.exp(tail).sum())
+              for k in range(len(ordered)))
+
+
+def test_dcd_loss_parts_match_numpy_oracle(tiny):
+  # The corrections are read from the refreshed lists inside the step and scored together with
+  # RRD's lists; each part must still equal its own relaxed permutation NLL.
+  keras.utils.set_random_seed(1)
+  teacher = models.build("bpr", tiny.num_users, tiny.num_items, dim=16, init_stddev=0.3)
+  student = models.build("bpr", tiny.num_users, tiny.num_items, dim=4, init_stddev=0.3)
+  rrd_cfg = RRDConfig(top=20, num_interesting=4, num_uninteresting=4, item_top=15,
+                      item_num_interesting=3, item_num_uninteresting=3, item_weight=0.5)
+  method = DCD(DCDConfig(rrd=rrd_cfg, top=20, item_top=15, num_under=5, num_over=5,
+                         item_num_under=4, item_num_over=4, user_weight=2.0, item_weight=3.0))
+  method.setup(tiny, student, teacher,
+               {"user_topk": teacher_lib.user_topk(teacher, tiny, method.user_k),
+                "item_topk": teacher_lib.item_topk(teacher, tiny, method.item_k)})
+  method.refresh(0)
+  from tfkd.data import pipelines
+  seed = tf.constant(4, tf.int64)
+  x = method.augment(next(iter(pipelines.pairwise(tiny, 64, seed=0))), method.epoch_state(seed),
+                     seed)
+  parts = {k: float(v) for k, v in method.loss_parts(student, x).items()}
+  s = student.score_all(tf.range(tiny.num_users)).numpy().astype(np.float64)  # [U, I]
+  users, items = x["rrd_user"].numpy(), x["ir_item"].numpy()
+
+  def expected(rows, lists, valid, k, by_row):
+    out = []
+    for r, cols, ok in zip(rows, lists, valid):
+      v = by_row(r, cols)
+      out.append(perm_nll(v[:k][ok[:k]], v[k:][ok[k:]]))
+    return np.mean(out)
+
+  user_state = method.user_side.state.numpy()[users]
+  user_valid = method.user_side.valid.numpy()[users]
+  item_state = method.item_side.state.numpy()[items]
+  item_valid = method.item_side.valid.numpy()[items]
+  ones = lambda a: np.ones(a.shape, bool)
+  by_user = lambda u, cols: s[u, cols]
+  by_item = lambda i, rows: s[rows, i]
+  rrd_items, ir_users = x["rrd_item"].numpy(), x["ir_user"].numpy()
+  assert parts["rrd_loss"] == pytest.approx(
+      1e-3 * expected(users, rrd_items, ones(rrd_items), 4, by_user), rel=1e-4)
+  assert parts["ucd_loss"] == pytest.approx(
+      2.0 * expected(users, user_state, user_valid, 5, by_user), rel=1e-4)
+  assert parts["ir_rrd_loss"] == pytest.approx(
+      0.5 * expected(items, ir_users, ones(ir_users), 3, by_item), rel=1e-4)
+  assert parts["icd_loss"] == pytest.approx(
+      3.0 * expected(items, item_state, item_valid, 4, by_item), rel=1e-4)

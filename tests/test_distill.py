@@ -31,7 +31,8 @@ def rrd_setup(d, **kw):
 
 def batch(d, method, seed=0):
   x = next(iter(d_pipeline(d)))
-  return method.augment(x, tf.constant(seed, tf.int64))
+  s = tf.constant(seed, tf.int64)
+  return method.augment(x, method.epoch_state(s), s)
 
 
 def d_pipeline(d):
@@ -125,3 +126,23 @@ def test_weighted_without_replacement_frequencies_and_zero_weights():
   det, _ = samplers.weighted_without_replacement(w, 2, tf.constant([1, 2], tf.int64),
                                                  deterministic=True)
   assert det.numpy()[0].tolist() == [4, 3]
+
+
+def test_rrd_samples_are_redrawn_once_per_epoch(tiny):
+  # The reference redraws the interesting/uninteresting lists every epoch: within an epoch a
+  # user's list is the same in every batch, and the next epoch draws new ones.
+  from tfkd.distill import train_dataset
+  _, method, _ = rrd_setup(tiny)
+  data = train_dataset(method, d_pipeline(tiny), seed=3)
+
+  def epoch_lists():
+    lists, batches = {}, 0
+    for x in data:
+      batches += 1
+      for u, row in zip(x["rrd_user"].numpy(), x["rrd_item"].numpy()):
+        assert lists.setdefault(u, tuple(row)) == tuple(row)
+    assert batches > 1
+    return lists
+
+  first, second = epoch_lists(), epoch_lists()
+  assert first.keys() == second.keys() and first != second

@@ -32,6 +32,16 @@ def test_closed_form_two_items_no_tail_term():
   assert got[0] == pytest.approx(math.log(6.0))
 
 
+def test_no_tail_is_plain_plackett_luce():
+  # Scores (log 2, 0) with no tail: p = 2/3 * 1/1, so -log p = log 1.5; the gradient is finite.
+  ordered = tf.constant([[math.log(2.0), 0.0]])
+  with tf.GradientTape() as tape:
+    tape.watch(ordered)
+    loss = losses_impl.relaxed_permutation_nll(ordered, tf.zeros([1, 0]))
+  assert float(loss[0]) == pytest.approx(math.log(1.5), rel=1e-6)
+  assert np.all(np.isfinite(tape.gradient(loss, ordered).numpy()))
+
+
 def test_stable_for_large_logits():
   ordered = tf.constant([[100.0, 99.0, -100.0]])
   tail = tf.constant([[-100.0, 100.0]])

@@ -286,10 +286,7 @@ def distill(config: DistillConfig):
   distiller = distill_lib.Distiller(student, teacher, method)
   distiller.declare_parts(method.part_names())
   base = student.make_train_dataset(dataset, config.batch_size, seed=config.seed)
-  seeds = tf.data.Dataset.random(seed=config.seed + 1, rerandomize_each_iteration=True)
-  train_data = tf.data.Dataset.zip((base, seeds)).map(
-      method.augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-  ).prefetch(tf.data.AUTOTUNE)
+  train_data = distill_lib.train_dataset(method, base, seed=config.seed + 1)
 
   def extra_metrics():
     # Fig. 1a of the DCD paper for the final student: mean |R_S - R_T| over the teacher's top-50.

@@ -1,8 +1,11 @@
 """The distillation method contract, the method registry, and the `Distiller` model.
 
-A method (one file per method, registered by name) adds inputs to the student's own training
-batches inside `tf.data` (`augment`), turns them into weighted loss parts (`loss_parts`), and may
-bring Keras callbacks that refresh its sampler state during training (`callbacks`).
+A method (one file per method, registered by name) draws its per-epoch samples inside `tf.data`
+(`epoch_state`, once per epoch for every user or item, as the reference RRD code redraws them),
+adds the rows a batch needs to the student's own training batches (`augment`), turns them into
+weighted loss parts (`loss_parts`), and may bring Keras callbacks that refresh state computed from
+the student during training (`callbacks`; such state lives in variables that `loss_parts` reads
+inside the training step, so a prefetched batch never sees a stale or half-refreshed copy).
 
 The `Distiller` follows Keras 3's `keras/src/distillation/distiller.py`: the teacher is frozen,
 only the student's variables are trained, `distiller(x) == student(x)`, and each loss part is
@@ -44,8 +47,13 @@ class Method:
   def setup(self, dataset, student, teacher, knowledge):
     """Called once before training with the teacher's rankings (`knowledge`)."""
 
-  def augment(self, x, seed):
-    """x: a student training batch (dict); seed: int64 scalar. Returns x with extra inputs."""
+  def epoch_state(self, seed):
+    """Samples drawn once per epoch inside `tf.data` (seed: int64 scalar): a dict of tensors."""
+    return {}
+
+  def augment(self, x, state, seed):
+    """x: a student training batch (dict); state: this epoch's `epoch_state`; seed: int64 scalar
+    (one per batch). Returns x with the method's extra inputs."""
     return x
 
   def loss_parts(self, student, x):
@@ -62,6 +70,23 @@ class Method:
   def extra_metrics(self):
     """Method-specific results merged into metrics.json (e.g. DCD's discrepancy per refresh)."""
     return {}
+
+
+def train_dataset(method, base, seed):
+  """The distillation pipeline: the student's batches (`base`, one epoch per iteration), each
+  augmented with the method's inputs from a per-epoch state drawn once at the epoch's start."""
+  epoch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+
+  def state(epoch_seed):
+    return method.epoch_state(epoch_seed) or {"none": tf.zeros([], tf.int32)}
+
+  # flat_map over a single element: the state is computed once per iteration (epoch), then
+  # repeated to every batch without being recomputed.
+  states = epoch_seeds.map(state).flat_map(lambda s: tf.data.Dataset.from_tensors(s).repeat())
+  batch_seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
+  return tf.data.Dataset.zip((base, states, batch_seeds)).map(
+      method.augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+  ).prefetch(tf.data.AUTOTUNE)
 
 
 class Distiller(keras.Model):

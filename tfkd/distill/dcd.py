@@ -190,31 +190,48 @@ class DCD(base.Method):
     self.refreshes.append(record)
     logging.info("dcd refresh at epoch %d: %s", epoch, record)
 
-  def augment(self, x, seed):
-    x = self.rrd.augment(x, seed)
-    if self.user_side:
-      users = x["rrd_user"]
-      x["ucd_user"] = users
-      x["ucd_item"] = tf.gather(self.user_side.state, users)
-      x["ucd_valid"] = tf.gather(self.user_side.valid, users)
-    if self.item_side:
-      items = tf.unique(tf.cast(x["item"][:, 0], tf.int32)).y
-      x["icd_item"] = items
-      x["icd_user"] = tf.gather(self.item_side.state, items)
-      x["icd_valid"] = tf.gather(self.item_side.valid, items)
+  def epoch_state(self, seed):
+    return self.rrd.epoch_state(seed)
+
+  def augment(self, x, state, seed):
+    x = self.rrd.augment(x, state, seed)
+    if self.item_side and "ir_item" not in x:
+      x["icd_item"] = tf.unique(tf.cast(x["item"][:, 0], tf.int32)).y
     return x
 
   def loss_parts(self, student, x):
-    c = self.config
-    parts = self.rrd.loss_parts(student, x)
+    """RRD's parts plus UCD / ICD. The correction lists are read from the refreshed variables
+    here, in the training step; each side's lists are scored in one call with RRD's."""
+    c, r = self.config, self.rrd.config
+    parts = {}
+    users = x["rrd_user"]
+    lists = {}
+    if r.variant == "sampled":
+      lists["rrd"] = x["rrd_item"]
+    else:
+      parts["rrd_loss"] = r.weight * self.rrd.user_side_loss(student, x)
     if self.user_side:
-      scores = student.score(x["ucd_user"], x["ucd_item"])
-      parts["ucd_loss"] = c.user_weight * rrd.permutation_loss(scores, c.num_under,
-                                                               x["ucd_valid"])
+      lists["ucd"] = tf.gather(self.user_side.state, users)
+    scores = rrd.score_lists(student.score, users, lists)
+    if "rrd" in scores:
+      parts["rrd_loss"] = r.weight * rrd.permutation_loss(scores["rrd"], r.num_interesting)
+    if self.user_side:
+      valid = tf.gather(self.user_side.valid, users)
+      parts["ucd_loss"] = c.user_weight * rrd.permutation_loss(scores["ucd"], c.num_under, valid)
+    items = x["ir_item"] if r.item_weight else x.get("icd_item")
+    lists = {}
+    if r.item_weight:
+      lists["ir_rrd"] = x["ir_user"]
     if self.item_side:
-      scores = rrd.score_users_for_items(student, x["icd_user"], x["icd_item"])
-      parts["icd_loss"] = c.item_weight * rrd.permutation_loss(scores, c.item_num_under,
-                                                               x["icd_valid"])
+      lists["icd"] = tf.gather(self.item_side.state, items)
+    scores = rrd.score_lists(student.score_item_users, items, lists) if lists else {}
+    if "ir_rrd" in scores:
+      parts["ir_rrd_loss"] = r.item_weight * rrd.permutation_loss(scores["ir_rrd"],
+                                                                  r.item_num_interesting)
+    if self.item_side:
+      valid = tf.gather(self.item_side.valid, items)
+      parts["icd_loss"] = c.item_weight * rrd.permutation_loss(scores["icd"], c.item_num_under,
+                                                               valid)
     return parts
 
   def callbacks(self):

@@ -29,10 +29,13 @@ def relaxed_permutation_nll(ordered, tail, ordered_mask=None, tail_mask=None):
     ordered = tf.where(ordered_mask, ordered, tf.cast(_MASKED, ordered.dtype))
   if tail_mask is not None:
     tail = tf.where(tail_mask, tail, tf.cast(_MASKED, ordered.dtype))
-  suffix = tf.math.cumulative_logsumexp(ordered, axis=1, reverse=True)  # log sum_{j>=k} e^s_j
-  tail_lse = tf.reduce_logsumexp(tail, axis=1, keepdims=True)
-  denominator = tf.reduce_logsumexp(
-      tf.stack([suffix, tf.broadcast_to(tail_lse, tf.shape(suffix))], axis=-1), axis=-1)
+  # The tail enters every denominator as one log-sum-exp: append it as a last column, and one
+  # reverse cumulative log-sum-exp gives log(sum_{j>=k} e^s_j + sum_l e^t_l) for every k.
+  if tail.shape[1] == 0:
+    columns = ordered
+  else:
+    columns = tf.concat([ordered, tf.reduce_logsumexp(tail, axis=1, keepdims=True)], axis=1)
+  denominator = tf.math.cumulative_logsumexp(columns, axis=1, reverse=True)[:, :tf.shape(ordered)[1]]
   terms = ordered - denominator
   if ordered_mask is not None:
     terms = tf.where(ordered_mask, terms, tf.zeros_like(terms))

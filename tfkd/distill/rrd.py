@@ -3,7 +3,8 @@
 User side, per user u of a batch (`variant="sampled"`, the paper's): K "interesting" items drawn
 from the teacher's top-P unobserved items with probability ~ exp(-(rank + 1) / T) and sorted by
 teacher rank, and L "uninteresting" items drawn uniformly from u's unobserved items outside the
-top-P; both redrawn for every batch (so every epoch). Loss: the relaxed permutation loss (DCD
+top-P; both redrawn once per epoch for every user (as in the reference code), and each batch
+takes the rows of its users. Loss: the relaxed permutation loss (DCD
 eq. 1) with the K items ordered and the L items as the tail, averaged over the batch's users,
 times `weight` (eq. 2: L_RS + lambda_RRD L_RRD).
 
@@ -60,11 +61,15 @@ def permutation_loss(scores, k, mask=None):
       losses_impl.relaxed_permutation_nll(scores[:, :k], scores[:, k:], mask[:, :k], mask[:, k:]))
 
 
-def score_users_for_items(student, users, items):
-  """users [B, N], items [B] -> S(users, item) [B, N] through the generic `score`."""
-  shape = tf.shape(users)
-  flat_items = tf.reshape(tf.repeat(items, shape[1]), [-1, 1])
-  return tf.reshape(student.score(tf.reshape(users, [-1]), flat_items), shape)
+def score_lists(score_fn, rows, lists):
+  """Scores several column lists of the same rows in one call: {name: int [B, n_name]} ->
+  {name: float [B, n_name]} (one gather and one product instead of one per list)."""
+  if not lists:
+    return {}
+  names = list(lists)
+  widths = [lists[n].shape[1] for n in names]
+  scores = score_fn(rows, tf.concat([lists[n] for n in names], axis=1))
+  return dict(zip(names, tf.split(scores, widths, axis=1)))
 
 
 class SideSampler:
@@ -117,12 +122,20 @@ class RRD(base.Method):
   def part_names(self):
     return ["rrd_loss"] + (["ir_rrd_loss"] if self.config.item_weight else [])
 
-  def augment(self, x, seed):
+  def epoch_state(self, seed):
+    state = {}
+    if self.config.variant == "sampled":
+      state["user"] = self.users.sample(tf.range(self.num_users), seed)
+    if self.config.item_weight:
+      state["item"] = self.items.sample(tf.range(self.num_items), seed + 104729)
+    return state
+
+  def augment(self, x, state, seed):
     x = dict(x)
     users = tf.unique(tf.cast(x["user"], tf.int32)).y
     x["rrd_user"] = users
     if self.config.variant == "sampled":
-      x["rrd_item"] = self.users.sample(users, seed)
+      x["rrd_item"] = tf.gather(state["user"], users)
     else:
       x["rrd_item"] = tf.gather(self.full_topk, users)
       observed = tf.gather(self.train_rows, users)
@@ -131,7 +144,7 @@ class RRD(base.Method):
     if self.config.item_weight:
       items = tf.unique(tf.cast(x["item"][:, 0], tf.int32)).y
       x["ir_item"] = items
-      x["ir_user"] = self.items.sample(items, seed + 104729)
+      x["ir_user"] = tf.gather(state["item"], items)
     return x
 
   def user_side_loss(self, student, x):
@@ -151,6 +164,6 @@ class RRD(base.Method):
     c = self.config
     parts = {"rrd_loss": c.weight * self.user_side_loss(student, x)}
     if c.item_weight:
-      scores = score_users_for_items(student, x["ir_user"], x["ir_item"])
+      scores = student.score_item_users(x["ir_item"], x["ir_user"])
       parts["ir_rrd_loss"] = c.item_weight * permutation_loss(scores, c.item_num_interesting)
     return parts

@@ -6,9 +6,10 @@ Evaluation, teacher rankings, distillation and export need exactly two things of
 - `score(users, items)`: users int [B], items int [B, N] -> scores float32 [B, N];
 - `score_all(users)`: users int [B] -> scores float32 [B, num_items].
 
-`score_users(items)` (items int [B] -> float32 [B, num_users], every user's score of each item)
-serves item-side distillation; its default goes through `score`, and a model whose scores factor
-(BPR: one matrix product) overrides it.
+Item-side distillation also needs the transposed forms, `score_users(items)` (items int [B] ->
+float32 [B, num_users], every user's score of each item) and `score_item_users(items, users)`
+(items int [B], users int [B, N] -> [B, N]); their defaults go through `score`, and a model
+whose scores factor (BPR: dot products) overrides them.
 
 Higher scores rank first. Training goes through Keras `fit`: a model's `compute_loss` is the one
 hook (TFRS `models/base.py`), and `make_train_dataset` builds the `tf.data` pipeline its loss
@@ -40,6 +41,12 @@ class Recommender(keras.Model):
     users = tf.range(self.num_users)
     items = tf.broadcast_to(tf.cast(items, tf.int32)[None, :], [self.num_users, tf.shape(items)[0]])
     return tf.transpose(self.score(users, items))
+
+  def score_item_users(self, items, users):
+    """items [B], users [B, N] -> [B, N]: S(users[b, n], items[b])."""
+    shape = tf.shape(users)
+    flat_items = tf.reshape(tf.repeat(tf.cast(items, tf.int32), shape[1]), [-1, 1])
+    return tf.reshape(self.score(tf.reshape(users, [-1]), flat_items), shape)
 
   def call(self, inputs, training=False):
     """inputs: {"user": [B], "item": [B, N]} -> scores [B, N]."""

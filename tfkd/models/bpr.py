@@ -47,6 +47,10 @@ class BPR(Recommender):
     """items [B] -> [B, num_users]."""
     return tf.matmul(self.item_embedding(items), self.user_embedding.embeddings, transpose_b=True)
 
+  def score_item_users(self, items, users):
+    """items [B], users [B, N] -> [B, N]."""
+    return tf.einsum("bd,bnd->bn", self.item_embedding(items), self.user_embedding(users))
+
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
     """x: {"user": [B], "item": [B, 1 + k]}; y_pred [B, 1 + k]: the observed item's score, then
     k sampled negatives' scores."""
