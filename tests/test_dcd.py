@@ -108,9 +108,8 @@ def test_dcd_training_step_tracks_every_part_and_keeps_teacher(tiny):
   distiller.declare_parts(method.part_names())
   distiller.compile(optimizer=keras.optimizers.Adam(0.05))
   from tfkd.data import pipelines
-  seed = tf.constant(1, tf.int64)
-  x = method.augment(next(iter(pipelines.pairwise(tiny, 64, seed=0))), method.epoch_state(seed),
-                     seed)
+  method.rrd.resample(1)
+  x = next(iter(pipelines.pairwise(tiny, 64, seed=0)))
   before = [w.numpy().copy() for w in teacher.weights]
   logs = distiller.train_on_batch(x, return_dict=True)
   assert {"base_loss", "rrd_loss", "ucd_loss", "icd_loss"} <= set(logs)
@@ -140,12 +139,11 @@ def test_dcd_loss_parts_match_numpy_oracle(tiny):
                 "item_topk": teacher_lib.item_topk(teacher, tiny, method.item_k)})
   method.refresh(0)
   from tfkd.data import pipelines
-  seed = tf.constant(4, tf.int64)
-  x = method.augment(next(iter(pipelines.pairwise(tiny, 64, seed=0))), method.epoch_state(seed),
-                     seed)
+  method.rrd.resample(4)
+  x = next(iter(pipelines.pairwise(tiny, 64, seed=0)))
   parts = {k: float(v) for k, v in method.loss_parts(student, x).items()}
   s = student.score_all(tf.range(tiny.num_users)).numpy().astype(np.float64)  # [U, I]
-  users, items = x["rrd_user"].numpy(), x["ir_item"].numpy()
+  users, items = (r.numpy() for r in method.rrd.batch_rows(x))
 
   def expected(rows, lists, valid, k, by_row):
     out = []
@@ -161,7 +159,8 @@ def test_dcd_loss_parts_match_numpy_oracle(tiny):
   ones = lambda a: np.ones(a.shape, bool)
   by_user = lambda u, cols: s[u, cols]
   by_item = lambda i, rows: s[rows, i]
-  rrd_items, ir_users = x["rrd_item"].numpy(), x["ir_user"].numpy()
+  rrd_items = method.rrd.lists["user"].numpy()[users]
+  ir_users = method.rrd.lists["item"].numpy()[items]
   assert parts["rrd_loss"] == pytest.approx(
       1e-3 * expected(users, rrd_items, ones(rrd_items), 4, by_user), rel=1e-4)
   assert parts["ucd_loss"] == pytest.approx(

@@ -29,10 +29,10 @@ def rrd_setup(d, **kw):
   return distiller, method, knowledge
 
 
-def batch(d, method, seed=0):
-  x = next(iter(d_pipeline(d)))
-  s = tf.constant(seed, tf.int64)
-  return method.augment(x, method.epoch_state(s), s)
+def batch(d, method, epoch=0):
+  """A training batch, with the method's lists drawn for `epoch`."""
+  method.resample(epoch)
+  return next(iter(d_pipeline(d)))
 
 
 def d_pipeline(d):
@@ -62,20 +62,24 @@ def test_distiller_freezes_teacher_scores_like_student_and_moves_student(tiny):
 
 def test_rrd_batch_is_ordered_top_items_then_unobserved_tail(tiny):
   distiller, method, knowledge = rrd_setup(tiny, item_weight=1e-2)
-  x = batch(tiny, method, seed=3)
+  x = batch(tiny, method, epoch=3)
+  users, items = (r.numpy() for r in method.batch_rows(x))
+  assert sorted(users) == sorted(set(x["user"].numpy())) and \
+      sorted(items) == sorted(set(x["item"].numpy()[:, 0]))
+  rrd_items = method.lists["user"].numpy()[users]
   seen = set(zip(tiny.train_users.tolist(), tiny.train_items.tolist()))
   top = knowledge["user_topk"]
-  for u, row in zip(x["rrd_user"].numpy(), x["rrd_item"].numpy()):
+  for u, row in zip(users, rrd_items):
     ordered, tail = row[:5], row[5:]
     positions = [list(top[u]).index(i) for i in ordered]
     assert positions == sorted(positions) and len(set(positions)) == 5
     assert all((u, j) not in seen and j not in top[u] for j in tail)
   itop = knowledge["item_topk"]
-  for i, row in zip(x["ir_item"].numpy(), x["ir_user"].numpy()):
+  for i, row in zip(items, method.lists["item"].numpy()[items]):
     assert all(u in itop[i] for u in row[:4])
     assert all((u, i) not in seen and u not in itop[i] for u in row[4:])
   # The loss part equals the relaxed permutation NLL computed by hand.
-  scores = distiller.student.score(x["rrd_user"], x["rrd_item"]).numpy().astype(np.float64)
+  scores = distiller.student.score(users, rrd_items).numpy().astype(np.float64)
   expected = np.mean([-sum(r[k] - np.log(np.exp(r[k:]).sum()) for k in range(5))
                       for r in scores])
   got = float(method.loss_parts(distiller.student, x)["rrd_loss"])
@@ -88,7 +92,7 @@ def test_full_variant_tail_is_every_other_unobserved_item(tiny):
   student = distiller.student
   got = float(method.loss_parts(student, x)["rrd_loss"])
   expected = []
-  for u in x["rrd_user"].numpy():
+  for u in method.batch_rows(x)[0].numpy():
     s = student.score_all(tf.constant([u])).numpy()[0].astype(np.float64)
     ordered = knowledge["user_topk"][u, :5]
     tail = np.ones(tiny.num_items, bool)
@@ -128,21 +132,14 @@ def test_weighted_without_replacement_frequencies_and_zero_weights():
   assert det.numpy()[0].tolist() == [4, 3]
 
 
-def test_rrd_samples_are_redrawn_once_per_epoch(tiny):
-  # The reference redraws the interesting/uninteresting lists every epoch: within an epoch a
-  # user's list is the same in every batch, and the next epoch draws new ones.
-  from tfkd.distill import train_dataset
+def test_rrd_lists_are_redrawn_every_epoch_by_seed_and_epoch(tiny):
+  # The reference redraws the interesting/uninteresting lists every epoch; ours are drawn by the
+  # callback at each epoch's start from (seed, epoch), so a resumed run draws the same lists.
   _, method, _ = rrd_setup(tiny)
-  data = train_dataset(method, d_pipeline(tiny), seed=3)
-
-  def epoch_lists():
-    lists, batches = {}, 0
-    for x in data:
-      batches += 1
-      for u, row in zip(x["rrd_user"].numpy(), x["rrd_item"].numpy()):
-        assert lists.setdefault(u, tuple(row)) == tuple(row)
-    assert batches > 1
-    return lists
-
-  first, second = epoch_lists(), epoch_lists()
-  assert first.keys() == second.keys() and first != second
+  (callback,) = method.callbacks()
+  lists = []
+  for epoch in (0, 1, 0):
+    callback.on_epoch_begin(epoch)
+    lists.append(method.lists["user"].numpy().copy())
+  assert not np.array_equal(lists[0], lists[1])
+  np.testing.assert_array_equal(lists[0], lists[2])

@@ -1,4 +1,11 @@
-"""Optimizers. `LazyAdam`: Adam whose sparse (embedding) gradients update only the rows present.
+"""Optimizers. `Adam`: Keras 3's Adam whose dense updates run TensorFlow's fused kernel;
+`LazyAdam`: the same, and its sparse (embedding) gradients update only the rows present.
+
+Keras 3's Adam updates a dense gradient in six element-wise passes (1.16 ms per step for a dim-20
+BPR on CiteULike, 600k parameters, on this 2-core CPU); `ResourceApplyAdam`, the kernel of TF's
+own Adam, does it in one multi-threaded pass (0.48 ms) with the same formula:
+m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps).
+Distributed variables take Keras's own path.
 
 Keras 3's Adam turns an embedding's `IndexedSlices` gradient into a dense tensor, so every step
 reads and writes the whole table and both moment tables: for a dim-200 BPR on CiteULike that is
@@ -12,8 +19,34 @@ import keras
 import tensorflow as tf
 
 
+def _plain(variable):
+  value = getattr(variable, "value", None)
+  return (isinstance(value, tf.Variable) and not isinstance(value, tf.distribute.DistributedValues)
+          and not tf.distribute.has_strategy())
+
+
 @keras.saving.register_keras_serializable(package="tfkd")
-class LazyAdam(keras.optimizers.Adam):
+class Adam(keras.optimizers.Adam):
+  """Keras 3's Adam; dense gradients of plain variables go through the fused TF kernel."""
+
+  def update_step(self, gradient, variable, learning_rate):
+    if isinstance(gradient, tf.IndexedSlices) or self.amsgrad or not _plain(variable):
+      return super().update_step(gradient, variable, learning_rate)
+    dtype = variable.dtype
+    step = tf.cast(self.iterations + 1, dtype)
+    index = self._get_variable_index(variable)
+    tf.raw_ops.ResourceApplyAdam(
+        var=variable.value.handle, m=self._momentums[index].value.handle,
+        v=self._velocities[index].value.handle,
+        beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
+        beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
+        lr=tf.cast(learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype),
+        beta2=tf.cast(self.beta_2, dtype), epsilon=tf.cast(self.epsilon, dtype),
+        grad=tf.cast(gradient, dtype))
+
+
+@keras.saving.register_keras_serializable(package="tfkd")
+class LazyAdam(Adam):
 
   def update_step(self, gradient, variable, learning_rate):
     if not isinstance(gradient, tf.IndexedSlices) or self.amsgrad:
@@ -36,7 +69,7 @@ class LazyAdam(keras.optimizers.Adam):
                                                unique))
 
 
-OPTIMIZERS = {"adam": keras.optimizers.Adam, "lazy_adam": LazyAdam}
+OPTIMIZERS = {"adam": Adam, "lazy_adam": LazyAdam}
 
 
 def get(name, learning_rate):

@@ -70,7 +70,7 @@ def rrd_config():
       temperature=FLAGS.rrd_temperature, num_uninteresting=FLAGS.rrd_l, weight=FLAGS.rrd_weight,
       item_num_interesting=FLAGS.ir_rrd_k, item_top=FLAGS.ir_rrd_top,
       item_temperature=FLAGS.ir_rrd_temperature, item_num_uninteresting=FLAGS.ir_rrd_l,
-      item_weight=FLAGS.ir_rrd_weight)
+      item_weight=FLAGS.ir_rrd_weight, seed=FLAGS.seed)
 
 
 def dcd_config():

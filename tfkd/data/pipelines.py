@@ -28,6 +28,9 @@ class SeenSet:
 def sample_unobserved(seen: SeenSet, users, k, seed, max_rounds=1000):
   """Draws k items per user uniformly among the items the user has not seen (exact rejection).
 
+  Every position is drawn uniformly over the catalog and redrawn while it hits a seen item; only
+  the rejected positions are looked up again, so a round after the first costs what it rejects.
+
   Args:
     seen: the observed pairs.
     users: int [B].
@@ -36,20 +39,27 @@ def sample_unobserved(seen: SeenSet, users, k, seed, max_rounds=1000):
     max_rounds: bound on the redraw rounds (a user who saw all items would loop forever).
   Returns: int32 [B, k].
   """
-  shape = tf.stack([tf.shape(users)[0], k])
+  users = tf.cast(users, tf.int32)
   seed = tf.cast(seed, tf.int64)
+  first = tf.random.stateless_uniform(tf.stack([tf.shape(users)[0], k]),
+                                      seed=tf.stack([seed, 0]), minval=0,
+                                      maxval=seen.num_items, dtype=tf.int32)
+  rejected = tf.where(seen.contains(users, first))  # int64 [n, 2] positions to redraw
 
-  def draw(round_):
-    return tf.random.stateless_uniform(shape, seed=tf.stack([seed, tf.cast(round_, tf.int64)]),
-                                       minval=0, maxval=seen.num_items, dtype=tf.int32)
+  def cond(round_, items, rejected):
+    return tf.logical_and(round_ < max_rounds, tf.shape(rejected)[0] > 0)
 
-  def cond(round_, items):
-    return tf.logical_and(round_ < max_rounds, tf.reduce_any(seen.contains(users, items)))
+  def body(round_, items, rejected):
+    redraw = tf.random.stateless_uniform(tf.shape(rejected)[:1],
+                                         seed=tf.stack([seed, tf.cast(round_, tf.int64)]),
+                                         minval=0, maxval=seen.num_items, dtype=tf.int32)
+    items = tf.tensor_scatter_nd_update(items, rejected, redraw)
+    hit = seen.contains(tf.gather(users, rejected[:, 0]), redraw[:, None])[:, 0]
+    return round_ + 1, items, tf.boolean_mask(rejected, hit)
 
-  def body(round_, items):
-    return round_ + 1, tf.where(seen.contains(users, items), draw(round_), items)
-
-  _, items = tf.while_loop(cond, body, (tf.constant(1), draw(0)))
+  _, items, _ = tf.while_loop(cond, body, (tf.constant(1), first, rejected),
+                              shape_invariants=(tf.TensorShape([]), first.shape,
+                                                tf.TensorShape([None, 2])))
   return items
 
 

@@ -1,11 +1,11 @@
 """The distillation method contract, the method registry, and the `Distiller` model.
 
-A method (one file per method, registered by name) draws its per-epoch samples inside `tf.data`
-(`epoch_state`, once per epoch for every user or item, as the reference RRD code redraws them),
-adds the rows a batch needs to the student's own training batches (`augment`), turns them into
-weighted loss parts (`loss_parts`), and may bring Keras callbacks that refresh state computed from
-the student during training (`callbacks`; such state lives in variables that `loss_parts` reads
-inside the training step, so a prefetched batch never sees a stale or half-refreshed copy).
+A method (one file per method, registered by name) turns the student's own training batches into
+weighted loss parts (`loss_parts`). Sampler state that changes during training (RRD's lists,
+redrawn every epoch; DCD's corrections, recomputed from the student's ranks) lives in variables
+refreshed by the method's Keras callbacks (`callbacks`) and read by `loss_parts` inside the
+training step, so a batch prefetched by `tf.data` never sees a stale or half-refreshed copy.
+Per-batch inputs that depend on nothing but the batch can be added inside `tf.data` (`augment`).
 
 The `Distiller` follows Keras 3's `keras/src/distillation/distiller.py`: the teacher is frozen,
 only the student's variables are trained, `distiller(x) == student(x)`, and each loss part is
@@ -47,13 +47,9 @@ class Method:
   def setup(self, dataset, student, teacher, knowledge):
     """Called once before training with the teacher's rankings (`knowledge`)."""
 
-  def epoch_state(self, seed):
-    """Samples drawn once per epoch inside `tf.data` (seed: int64 scalar): a dict of tensors."""
-    return {}
-
-  def augment(self, x, state, seed):
-    """x: a student training batch (dict); state: this epoch's `epoch_state`; seed: int64 scalar
-    (one per batch). Returns x with the method's extra inputs."""
+  def augment(self, x, seed):
+    """x: a student training batch (dict); seed: int64 scalar, one per batch. Returns x with the
+    method's extra per-batch inputs (runs inside `tf.data`)."""
     return x
 
   def loss_parts(self, student, x):
@@ -73,18 +69,12 @@ class Method:
 
 
 def train_dataset(method, base, seed):
-  """The distillation pipeline: the student's batches (`base`, one epoch per iteration), each
-  augmented with the method's inputs from a per-epoch state drawn once at the epoch's start."""
-  epoch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-
-  def state(epoch_seed):
-    return method.epoch_state(epoch_seed) or {"none": tf.zeros([], tf.int32)}
-
-  # flat_map over a single element: the state is computed once per iteration (epoch), then
-  # repeated to every batch without being recomputed.
-  states = epoch_seeds.map(state).flat_map(lambda s: tf.data.Dataset.from_tensors(s).repeat())
-  batch_seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
-  return tf.data.Dataset.zip((base, states, batch_seeds)).map(
+  """The distillation pipeline: the student's batches (`base`, one epoch per iteration), passed
+  through the method's `augment` with a seed per batch when the method has one."""
+  if type(method).augment is Method.augment:
+    return base
+  batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+  return tf.data.Dataset.zip((base, batch_seeds)).map(
       method.augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
   ).prefetch(tf.data.AUTOTUNE)
 

@@ -190,26 +190,17 @@ class DCD(base.Method):
     self.refreshes.append(record)
     logging.info("dcd refresh at epoch %d: %s", epoch, record)
 
-  def epoch_state(self, seed):
-    return self.rrd.epoch_state(seed)
-
-  def augment(self, x, state, seed):
-    x = self.rrd.augment(x, state, seed)
-    if self.item_side and "ir_item" not in x:
-      x["icd_item"] = tf.unique(tf.cast(x["item"][:, 0], tf.int32)).y
-    return x
-
   def loss_parts(self, student, x):
     """RRD's parts plus UCD / ICD. The correction lists are read from the refreshed variables
     here, in the training step; each side's lists are scored in one call with RRD's."""
     c, r = self.config, self.rrd.config
     parts = {}
-    users = x["rrd_user"]
+    users, items = self.rrd.batch_rows(x)
     lists = {}
     if r.variant == "sampled":
-      lists["rrd"] = x["rrd_item"]
+      lists["rrd"] = tf.gather(self.rrd.lists["user"], users)
     else:
-      parts["rrd_loss"] = r.weight * self.rrd.user_side_loss(student, x)
+      parts["rrd_loss"] = r.weight * self.rrd.full_user_loss(student, users)
     if self.user_side:
       lists["ucd"] = tf.gather(self.user_side.state, users)
     scores = rrd.score_lists(student.score, users, lists)
@@ -218,10 +209,9 @@ class DCD(base.Method):
     if self.user_side:
       valid = tf.gather(self.user_side.valid, users)
       parts["ucd_loss"] = c.user_weight * rrd.permutation_loss(scores["ucd"], c.num_under, valid)
-    items = x["ir_item"] if r.item_weight else x.get("icd_item")
     lists = {}
     if r.item_weight:
-      lists["ir_rrd"] = x["ir_user"]
+      lists["ir_rrd"] = tf.gather(self.rrd.lists["item"], items)
     if self.item_side:
       lists["icd"] = tf.gather(self.item_side.state, items)
     scores = rrd.score_lists(student.score_item_users, items, lists) if lists else {}
@@ -235,7 +225,7 @@ class DCD(base.Method):
     return parts
 
   def callbacks(self):
-    return [RefreshCallback(self)]
+    return [*self.rrd.callbacks(), RefreshCallback(self)]
 
   def extra_metrics(self):
     return {"refreshes": self.refreshes}

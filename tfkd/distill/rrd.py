@@ -3,8 +3,9 @@
 User side, per user u of a batch (`variant="sampled"`, the paper's): K "interesting" items drawn
 from the teacher's top-P unobserved items with probability ~ exp(-(rank + 1) / T) and sorted by
 teacher rank, and L "uninteresting" items drawn uniformly from u's unobserved items outside the
-top-P; both redrawn once per epoch for every user (as in the reference code), and each batch
-takes the rows of its users. Loss: the relaxed permutation loss (DCD
+top-P; both redrawn at the start of every epoch for every user (as in the reference code), by a
+callback, into variables from which each training step takes the rows of its batch's users (the
+draw is seeded by (seed, epoch), so a resumed run draws the same lists). Loss: the relaxed permutation loss (DCD
 eq. 1) with the K items ordered and the L items as the tail, averaged over the batch's users,
 times `weight` (eq. 2: L_RS + lambda_RRD L_RRD).
 
@@ -17,6 +18,7 @@ over the teacher's ranking of the users who did not interact with it.
 
 import dataclasses
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -38,6 +40,7 @@ class RRDConfig:
   item_temperature: float = 10.0
   item_num_uninteresting: int = 20
   item_weight: float = 0.0  # lambda_IR-RRD; 0 disables the item side
+  seed: int = 0
 
   def validate(self):
     if self.variant not in ("sampled", "full"):
@@ -118,52 +121,83 @@ class RRD(base.Method):
       self.items = SideSampler(knowledge["item_topk"], dataset.train_items, dataset.train_users,
                                dataset.num_users, c.item_num_interesting, c.item_top,
                                c.item_temperature, c.item_num_uninteresting)
+    self.setup_lists()
 
   def part_names(self):
     return ["rrd_loss"] + (["ir_rrd_loss"] if self.config.item_weight else [])
 
-  def epoch_state(self, seed):
-    state = {}
-    if self.config.variant == "sampled":
-      state["user"] = self.users.sample(tf.range(self.num_users), seed)
-    if self.config.item_weight:
-      state["item"] = self.items.sample(tf.range(self.num_items), seed + 104729)
-    return state
+  def setup_lists(self):
+    c = self.config
+    self.lists = {}
+    if c.variant == "sampled":
+      self.lists["user"] = tf.Variable(
+          tf.zeros([self.num_users, c.num_interesting + c.num_uninteresting], tf.int32),
+          trainable=False, name="rrd_user_lists")
+    if c.item_weight:
+      self.lists["item"] = tf.Variable(
+          tf.zeros([self.num_items, c.item_num_interesting + c.item_num_uninteresting], tf.int32),
+          trainable=False, name="rrd_item_lists")
+    self._draw = tf.function(self._draw_lists)
 
-  def augment(self, x, state, seed):
-    x = dict(x)
+  def _draw_lists(self, seed):
+    if "user" in self.lists:
+      self.lists["user"].assign(self.users.sample(tf.range(self.num_users), seed))
+    if "item" in self.lists:
+      self.lists["item"].assign(self.items.sample(tf.range(self.num_items), seed + 104729))
+
+  def resample(self, epoch):
+    """Draws this epoch's lists for every user (item); seeded by (seed, epoch)."""
+    if self.lists:
+      self._draw(tf.constant(self.config.seed * 1000003 + epoch, tf.int64))
+
+  def callbacks(self):
+    return [ResampleCallback(self)] if self.lists else []
+
+  def batch_rows(self, x):
+    """The batch's distinct users, and its distinct positive items (item side)."""
     users = tf.unique(tf.cast(x["user"], tf.int32)).y
-    x["rrd_user"] = users
-    if self.config.variant == "sampled":
-      x["rrd_item"] = tf.gather(state["user"], users)
-    else:
-      x["rrd_item"] = tf.gather(self.full_topk, users)
-      observed = tf.gather(self.train_rows, users)
-      x["rrd_observed"] = tf.stack([tf.cast(observed.value_rowids(), tf.int32),
-                                    observed.flat_values], axis=1)
-    if self.config.item_weight:
-      items = tf.unique(tf.cast(x["item"][:, 0], tf.int32)).y
-      x["ir_item"] = items
-      x["ir_user"] = tf.gather(state["item"], items)
-    return x
+    items = tf.unique(tf.cast(x["item"][:, 0], tf.int32)).y
+    return users, items
 
-  def user_side_loss(self, student, x):
+  def user_side_loss(self, student, users):
+    """The user-side loss (before its weight) for the batch's distinct users."""
     c = self.config
     if c.variant == "sampled":
-      return permutation_loss(student.score(x["rrd_user"], x["rrd_item"]), c.num_interesting)
-    ordered = student.score(x["rrd_user"], x["rrd_item"])  # [B, K]
-    scores = student.score_all(x["rrd_user"])  # [B, I]
+      scores = student.score(users, tf.gather(self.lists["user"], users))
+      return permutation_loss(scores, c.num_interesting)
+    return self.full_user_loss(student, users)
+
+  def full_user_loss(self, student, users):
+    c = self.config
+    top = tf.gather(self.full_topk, users)
+    ordered = student.score(users, top)  # [B, K]
+    scores = student.score_all(users)  # [B, I]
+    observed = tf.gather(self.train_rows, users)
     rows = tf.range(tf.shape(ordered)[0])
-    top_index = tf.stack([tf.repeat(rows, c.num_interesting), tf.reshape(x["rrd_item"], [-1])], 1)
-    excluded = tf.concat([x["rrd_observed"], top_index], axis=0)
+    top_index = tf.stack([tf.repeat(rows, c.num_interesting), tf.reshape(top, [-1])], 1)
+    observed_index = tf.stack([tf.cast(observed.value_rowids(), tf.int32),
+                               observed.flat_values], axis=1)
+    excluded = tf.concat([observed_index, top_index], axis=0)
     tail_mask = tf.tensor_scatter_nd_update(tf.ones(tf.shape(scores), tf.bool), excluded,
                                             tf.zeros(tf.shape(excluded)[:1], tf.bool))
     return tf.reduce_mean(losses_impl.relaxed_permutation_nll(ordered, scores, None, tail_mask))
 
   def loss_parts(self, student, x):
     c = self.config
-    parts = {"rrd_loss": c.weight * self.user_side_loss(student, x)}
+    users, items = self.batch_rows(x)
+    parts = {"rrd_loss": c.weight * self.user_side_loss(student, users)}
     if c.item_weight:
-      scores = student.score_item_users(x["ir_item"], x["ir_user"])
+      scores = student.score_item_users(items, tf.gather(self.lists["item"], items))
       parts["ir_rrd_loss"] = c.item_weight * permutation_loss(scores, c.item_num_interesting)
     return parts
+
+
+class ResampleCallback(keras.callbacks.Callback):
+  """Redraws RRD's lists at the start of every epoch."""
+
+  def __init__(self, method):
+    super().__init__()
+    self.method = method
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self.method.resample(epoch)

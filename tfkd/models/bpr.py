@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from tfkd.data import pipelines
+from tfkd.models import ops
 from tfkd.models.base import Recommender
 
 
@@ -37,6 +38,8 @@ class BPR(Recommender):
 
   def score(self, users, items):
     """users [B], items [B, N] -> [B, N]."""
+    if ops.is_long(items):  # a distillation list: see `ops.gather_dot`
+      return ops.gather_dot(self.user_embedding(users), self.item_embedding.embeddings, items)
     return tf.einsum("bd,bnd->bn", self.user_embedding(users), self.item_embedding(items))
 
   def score_all(self, users):
@@ -49,6 +52,8 @@ class BPR(Recommender):
 
   def score_item_users(self, items, users):
     """items [B], users [B, N] -> [B, N]."""
+    if ops.is_long(users):
+      return ops.gather_dot(self.item_embedding(items), self.user_embedding.embeddings, users)
     return tf.einsum("bd,bnd->bn", self.item_embedding(items), self.user_embedding(users))
 
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

@@ -1,0 +1,44 @@
+"""Shared scoring ops of the models.
+
+`gather_dot(rows, table, cols)`: out[b, n] = <rows[b], table[cols[b, n]]>, the scores of many
+columns per row (a distillation list: 80-160 items for each of ~900 users of a batch). Autodiff of
+`einsum(rows, gather(table, cols))` sends the table's gradient as `IndexedSlices` that the
+optimizer scatters row by row (`UnsortedSegmentSum`: 4.6 ms for 72,000 x 20 on this 2-core CPU);
+here the table's gradient is one sparse x dense product (the [columns x rows] matrix of upstream
+gradients times `rows`, 1.3 ms), dense in shape. Forward + backward: 2.7 ms instead of 6.5-7.7 ms.
+Use it for long lists only: short lists (a BPR triple) keep the sparse gradient, so LazyAdam can
+update only the batch's rows.
+"""
+
+import tensorflow as tf
+
+LONG_LIST = 16  # columns per row from which `gather_dot` pays off
+
+
+def gather_dot(rows, table, cols):
+  """rows float [B, D], table float [T, D], cols int [B, N] -> [B, N]."""
+  cols = tf.cast(cols, tf.int32)
+
+  @tf.custom_gradient
+  def op(rows, table):
+    picked = tf.gather(table, cols)  # [B, N, D]
+    scores = tf.linalg.matvec(picked, rows)
+
+    def grad(upstream):
+      d_rows = tf.linalg.matvec(picked, upstream, transpose_a=True)
+      shape = tf.shape(cols, out_type=tf.int64)
+      index = tf.stack([tf.reshape(tf.cast(cols, tf.int64), [-1]),
+                        tf.repeat(tf.range(shape[0]), shape[1])], axis=1)
+      by_col = tf.SparseTensor(index, tf.reshape(upstream, [-1]),
+                               tf.stack([tf.shape(table, out_type=tf.int64)[0], shape[0]]))
+      return d_rows, tf.sparse.sparse_dense_matmul(by_col, rows)
+
+    return scores, grad
+
+  # Read variables here, outside the custom gradient, so the tape sees them as plain inputs.
+  return op(tf.convert_to_tensor(rows), tf.convert_to_tensor(table))
+
+
+def is_long(cols):
+  width = cols.shape[-1]
+  return width is not None and width >= LONG_LIST
