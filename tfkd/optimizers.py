@@ -27,10 +27,12 @@ def _plain(variable):
 
 @keras.saving.register_keras_serializable(package="tfkd")
 class Adam(keras.optimizers.Adam):
-  """Keras 3's Adam; dense gradients of plain variables go through the fused TF kernel."""
+  """Keras 3's Adam through the fused TF kernel (plain variables). Keras's Adam densifies an
+  `IndexedSlices` gradient in its first arithmetic op, so densifying it here first is the same
+  update."""
 
   def update_step(self, gradient, variable, learning_rate):
-    if isinstance(gradient, tf.IndexedSlices) or self.amsgrad or not _plain(variable):
+    if self.amsgrad or not _plain(variable):
       return super().update_step(gradient, variable, learning_rate)
     dtype = variable.dtype
     step = tf.cast(self.iterations + 1, dtype)
@@ -42,7 +44,7 @@ class Adam(keras.optimizers.Adam):
         beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
         lr=tf.cast(learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype),
         beta2=tf.cast(self.beta_2, dtype), epsilon=tf.cast(self.epsilon, dtype),
-        grad=tf.cast(gradient, dtype))
+        grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
 
 
 @keras.saving.register_keras_serializable(package="tfkd")

@@ -25,21 +25,43 @@ def relaxed_permutation_nll(ordered, tail, ordered_mask=None, tail_mask=None):
   """
   ordered = tf.convert_to_tensor(ordered)
   tail = tf.cast(tail, ordered.dtype)
-  if ordered_mask is not None:
-    ordered = tf.where(ordered_mask, ordered, tf.cast(_MASKED, ordered.dtype))
-  if tail_mask is not None:
-    tail = tf.where(tail_mask, tail, tf.cast(_MASKED, ordered.dtype))
-  # The tail enters every denominator as one log-sum-exp: append it as a last column, and one
-  # reverse cumulative log-sum-exp gives log(sum_{j>=k} e^s_j + sum_l e^t_l) for every k.
-  if tail.shape[1] == 0:
-    columns = ordered
+  masked = tf.cast(_MASKED, ordered.dtype)
+  if ordered_mask is None:
+    weights = tf.ones_like(ordered)
   else:
-    columns = tf.concat([ordered, tf.reduce_logsumexp(tail, axis=1, keepdims=True)], axis=1)
-  denominator = tf.math.cumulative_logsumexp(columns, axis=1, reverse=True)[:, :tf.shape(ordered)[1]]
-  terms = ordered - denominator
-  if ordered_mask is not None:
-    terms = tf.where(ordered_mask, terms, tf.zeros_like(terms))
-  return -tf.reduce_sum(terms, axis=1)
+    ordered = tf.where(ordered_mask, ordered, masked)
+    weights = tf.cast(ordered_mask, ordered.dtype)
+  if tail_mask is not None:
+    tail = tf.where(tail_mask, tail, masked)
+  if tail.shape[1] == 0:
+    tail_lse = tf.fill([tf.shape(ordered)[0], 1], masked)  # contributes exp(-1e9) = 0
+  else:
+    tail_lse = tf.reduce_logsumexp(tail, axis=1, keepdims=True)
+  return _plackett_luce_nll(ordered, tail_lse, weights)
+
+
+@tf.custom_gradient
+def _plackett_luce_nll(ordered, tail_lse, weights):
+  """-sum_k w_k (s_k - D_k), D_k = log(sum_{j>=k} e^s_j + e^tau), with an analytic gradient.
+
+  The denominators are one reverse cumulative log-sum-exp over [s, tau]. The gradient,
+      d/ds_j = -w_j + exp(s_j + C_j),  d/dtau = exp(tau + C_K),  C_j = log sum_{k<=j} w_k e^-D_k,
+  takes one more cumulative log-sum-exp; s_j + C_j <= log K (D_k >= s_j for k <= j), so nothing
+  overflows. Autodiff through `cumulative_logsumexp` costs several times more.
+  """
+  k = tf.shape(ordered)[1]
+  denominator = tf.math.cumulative_logsumexp(tf.concat([ordered, tail_lse], axis=1), axis=1,
+                                             reverse=True)[:, :k]
+  nll = -tf.reduce_sum(weights * (ordered - denominator), axis=1)
+
+  def grad(upstream):
+    masked = tf.cast(_MASKED, ordered.dtype)
+    c = tf.math.cumulative_logsumexp(tf.where(weights > 0, -denominator, masked), axis=1)
+    d_ordered = (tf.exp(ordered + c) - weights) * upstream[:, None]
+    d_tail = tf.exp(tail_lse + c[:, -1:]) * upstream[:, None]
+    return d_ordered, d_tail, None
+
+  return nll, grad
 
 
 def discrepancy(student_rank, teacher_rank, mu):
