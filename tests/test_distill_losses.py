@@ -115,3 +115,13 @@ def test_gradient_matches_float64_autodiff_of_the_definition(seed):
   assert float(got) == pytest.approx(float(ref), rel=1e-5)
   for a, b in zip(tape.gradient(got, [o64, t64]), tape.gradient(ref, [o64, t64])):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_extreme_spreads_stay_finite():
+  ordered = tf.constant([[1000.0, -1000.0, 0.0]])
+  tail = tf.constant([[-1000.0]])
+  with tf.GradientTape() as tape:
+    tape.watch(ordered)
+    loss = losses_impl.relaxed_permutation_nll(ordered, tail)
+  assert np.isfinite(loss.numpy()).all()
+  assert np.isfinite(tape.gradient(loss, ordered).numpy()).all()
