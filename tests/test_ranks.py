@@ -28,7 +28,7 @@ def test_side_scorer_masks_observed_entries(tiny, side):
   matrix = rng.normal(size=(tiny.num_users, tiny.num_items)).astype(np.float32)
   scorer = ranks.SideScorer(tiny, side)
   rows = np.array([0, 3, 5], np.int32)
-  got = scorer.scores(FixedScores(matrix), rows).numpy()
+  got = np.asarray(scorer.scores(FixedScores(matrix), rows))
   full = matrix.copy()
   full[tiny.train_users, tiny.train_items] = -np.inf
   expected = full[rows] if side == "user" else full.T[rows]

@@ -93,15 +93,14 @@ class SideScorer:
     return pos, cols.astype(np.int32)
 
   def scores(self, model, rows):
-    """float32 [len(rows), num_cols], observed entries at -inf."""
+    """float32 NumPy [len(rows), num_cols], observed entries at -inf (masked in place)."""
     rows = np.asarray(rows, np.int32)
     pos, cols = self.observed(rows)
-    return _masked(model, tf.constant(rows), tf.constant(pos), tf.constant(cols),
-                   self.side == "user")
+    scores = _raw(model, tf.constant(rows), self.side == "user").numpy()
+    scores[pos, cols] = -np.inf
+    return scores
 
 
 @tf.function(reduce_retracing=True)
-def _masked(model, rows, pos, cols, user_side):
-  scores = model.score_all(rows) if user_side else model.score_users(rows)
-  return tf.tensor_scatter_nd_update(scores, tf.stack([pos, cols], axis=1),
-                                     tf.fill(tf.shape(pos), tf.constant(-np.inf, scores.dtype)))
+def _raw(model, rows, user_side):
+  return model.score_all(rows) if user_side else model.score_users(rows)
