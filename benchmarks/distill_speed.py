@@ -25,6 +25,8 @@ flags.DEFINE_string("teacher_dir", None, "A trained teacher (default: random dim
 flags.DEFINE_integer("epochs", 5, "Timed epochs per method (after one warm-up epoch).")
 flags.DEFINE_integer("refresh_every", 5, "DCD refresh period in epochs.")
 flags.DEFINE_list("methods", ["student", "rrd", "dcd_user", "dcd"], "What to time.")
+flags.DEFINE_enum("dcd_candidates", "teacher_top", ["teacher_top", "union", "all"],
+                  "DCD's candidate entries (the README's table: teacher_top).")
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_string("one", None, "Internal: time one method in this process, print JSON.")
 FLAGS = flags.FLAGS
@@ -55,7 +57,8 @@ def time_one(method):
     if method == "rrd":
       m = rrd.RRD(RRDConfig())
     else:
-      m = dcd.DCD(DCDConfig(item_weight=0.0 if method == "dcd_user" else 1e-2,
+      m = dcd.DCD(DCDConfig(candidates=FLAGS.dcd_candidates,
+                            item_weight=0.0 if method == "dcd_user" else 1e-4,
                             refresh_every=FLAGS.refresh_every))
     knowledge = {"user_topk": teacher_lib.user_topk(teacher, dataset, m.user_k),
                  "item_topk": teacher_lib.item_topk(teacher, dataset, m.item_k)
@@ -104,7 +107,8 @@ def main(argv):
   rows = []
   for method in FLAGS.methods:
     args = [sys.executable, __file__, f"--one={method}", f"--epochs={FLAGS.epochs}",
-            f"--refresh_every={FLAGS.refresh_every}", f"--jit_compile={FLAGS.jit_compile}"]
+            f"--refresh_every={FLAGS.refresh_every}", f"--jit_compile={FLAGS.jit_compile}",
+            f"--dcd_candidates={FLAGS.dcd_candidates}"]
     if FLAGS.data_dir:
       args.append(f"--data_dir={FLAGS.data_dir}")
     if FLAGS.teacher_dir:

@@ -68,23 +68,29 @@ def test_deterministic_refresh_matches_numpy(tiny, candidates):
   assert method.refreshes[-1]["user_discrepancy"] == pytest.approx(np.mean(gaps))
 
 
-def test_item_side_lists_are_users_who_did_not_interact(tiny):
+@pytest.mark.parametrize("candidates", ["teacher_top", "union"])
+def test_item_side_lists_are_users_who_did_not_interact(tiny, candidates):
   rng = np.random.default_rng(1)
   shape = (tiny.num_users, tiny.num_items)
-  method, knowledge = setup_dcd(tiny, rng.normal(size=shape), rng.normal(size=shape))
+  student_m = rng.normal(size=shape)
+  method, knowledge = setup_dcd(tiny, rng.normal(size=shape), student_m, candidates=candidates)
   method.refresh(0)
   seen = set(zip(tiny.train_users.tolist(), tiny.train_items.tolist()))
+  _, masked = oracle_ranks(student_m, tiny)
   state, valid = method.item_side.state.numpy(), method.item_side.valid.numpy()
   for i in range(tiny.num_items):
+    student_top = np.argsort(-masked[:, i], kind="stable")[:15]
     for u in state[i][valid[i]]:
-      assert (u, i) not in seen and u in knowledge["item_topk"][i]
+      assert (u, i) not in seen
+      assert u in knowledge["item_topk"][i] or (candidates == "union" and u in student_top)
 
 
 def test_too_many_corrections_for_the_candidate_list(tiny):
   rng = np.random.default_rng(1)
   shape = (tiny.num_users, tiny.num_items)
   cfg = DCDConfig(rrd=RRDConfig(top=20, num_interesting=4), top=20, item_top=15,
-                  num_under=5, num_over=5, item_num_under=40, item_num_over=4)
+                  num_under=5, num_over=5, item_num_under=40, item_num_over=4,
+                  candidates="teacher_top")
   method = DCD(cfg)
   t = FixedScores(rng.normal(size=shape))
   with pytest.raises(ConfigError, match="item side draws 40 under- and 4 over-estimated entries "

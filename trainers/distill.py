@@ -45,7 +45,7 @@ flags.DEFINE_float("ir_rrd_weight", 0.0, "lambda of the item side (0 disables it
 # DCD.
 flags.DEFINE_float("dcd_mu", 1e-3, "mu of the discrepancy tanh(max(mu (R_S - R_T), 0)).",
                    lower_bound=1e-12)
-flags.DEFINE_enum("dcd_candidates", "teacher_top", ["teacher_top", "union", "all"],
+flags.DEFINE_enum("dcd_candidates", "union", ["teacher_top", "union", "all"],
                   "Entries whose ranks enter the discrepancy.")
 flags.DEFINE_integer("dcd_top", 500, "User side: length P of the candidate lists.", lower_bound=1)
 flags.DEFINE_integer("dcd_item_top", 100, "Item side: length P of the candidate lists.",
@@ -55,9 +55,9 @@ flags.DEFINE_integer("dcd_num_over", 40, "User side: over-estimated items M_h.",
 flags.DEFINE_integer("dcd_item_num_under", 40, "Item side: under-estimated users.",
                      lower_bound=1)
 flags.DEFINE_integer("dcd_item_num_over", 40, "Item side: over-estimated users.", lower_bound=0)
-flags.DEFINE_float("dcd_user_weight", 1e-2, "lambda_UCD (0 disables the user side).",
+flags.DEFINE_float("dcd_user_weight", 1e-4, "lambda_UCD (0 disables the user side).",
                    lower_bound=0.0)
-flags.DEFINE_float("dcd_item_weight", 1e-2, "lambda_ICD (0 disables the item side).",
+flags.DEFINE_float("dcd_item_weight", 1e-4, "lambda_ICD (0 disables the item side).",
                    lower_bound=0.0)
 flags.DEFINE_bool("dcd_deterministic", False, "Take the largest errors instead of sampling.")
 flags.DEFINE_integer("refresh_every", 5, "Epochs between refreshes of the student's ranks.",

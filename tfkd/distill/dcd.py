@@ -37,15 +37,15 @@ CANDIDATES = ("teacher_top", "union", "all")
 class DCDConfig:
   rrd: RRDConfig = dataclasses.field(default_factory=RRDConfig)
   mu: float = 1e-3
-  candidates: str = "teacher_top"
+  candidates: str = "union"  # chosen by validation H@5, see configs/dcd.flags
   top: int = 500  # P on the user side
   item_top: int = 100  # P on the item side
   num_under: int = 40  # M_l per user
   num_over: int = 40  # M_h per user
   item_num_under: int = 40
   item_num_over: int = 40
-  user_weight: float = 1e-2  # lambda_UCD (0 disables the user side)
-  item_weight: float = 1e-2  # lambda_ICD (0 disables the item side)
+  user_weight: float = 1e-4  # lambda_UCD (0 disables the user side); see configs/dcd.flags
+  item_weight: float = 1e-4  # lambda_ICD (0 disables the item side)
   deterministic: bool = False
   refresh_every: int = 5
   discrepancy_top: int = 50
