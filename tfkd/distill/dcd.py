@@ -195,37 +195,18 @@ class DCD(base.Method):
 
   def loss_parts(self, student, x):
     """RRD's parts plus UCD / ICD. The correction lists are read from the refreshed variables
-    here, in the training step; each side's lists are scored in one call with RRD's."""
-    c, r = self.config, self.rrd.config
-    parts = {}
+    here, in the training step, and scored in one call with RRD's lists of the same side."""
+    c = self.config
     users, items = self.rrd.batch_rows(x)
-    lists = {}
-    if r.variant == "sampled":
-      lists["rrd"] = tf.gather(self.rrd.lists["user"], users)
-    else:
-      parts["rrd_loss"] = r.weight * self.rrd.full_user_loss(student, users)
+    terms = []
     if self.user_side:
-      lists["ucd"] = tf.gather(self.user_side.state, users)
-    scores = rrd.score_lists(student.score, users, lists)
-    if "rrd" in scores:
-      parts["rrd_loss"] = r.weight * rrd.permutation_loss(scores["rrd"], r.num_interesting)
-    if self.user_side:
-      valid = tf.gather(self.user_side.valid, users)
-      parts["ucd_loss"] = c.user_weight * rrd.permutation_loss(scores["ucd"], c.num_under, valid)
-    lists = {}
-    if r.item_weight:
-      lists["ir_rrd"] = tf.gather(self.rrd.lists["item"], items)
+      terms.append(rrd.ListTerm("ucd_loss", "user", tf.gather(self.user_side.state, users),
+                                c.num_under, c.user_weight, tf.gather(self.user_side.valid, users)))
     if self.item_side:
-      lists["icd"] = tf.gather(self.item_side.state, items)
-    scores = rrd.score_lists(student.score_item_users, items, lists) if lists else {}
-    if "ir_rrd" in scores:
-      parts["ir_rrd_loss"] = r.item_weight * rrd.permutation_loss(scores["ir_rrd"],
-                                                                  r.item_num_interesting)
-    if self.item_side:
-      valid = tf.gather(self.item_side.valid, items)
-      parts["icd_loss"] = c.item_weight * rrd.permutation_loss(scores["icd"], c.item_num_under,
-                                                               valid)
-    return parts
+      terms.append(rrd.ListTerm("icd_loss", "item", tf.gather(self.item_side.state, items),
+                                c.item_num_under, c.item_weight,
+                                tf.gather(self.item_side.valid, items)))
+    return self.rrd.parts(student, users, items, terms)
 
   def callbacks(self):
     return [*self.rrd.callbacks(), RefreshCallback(self)]

@@ -64,15 +64,34 @@ def permutation_loss(scores, k, mask=None):
       losses_impl.relaxed_permutation_nll(scores[:, :k], scores[:, k:], mask[:, :k], mask[:, k:]))
 
 
-def score_lists(score_fn, rows, lists):
-  """Scores several column lists of the same rows in one call: {name: int [B, n_name]} ->
-  {name: float [B, n_name]} (one gather and one product instead of one per list)."""
-  if not lists:
-    return {}
-  names = list(lists)
-  widths = [lists[n].shape[1] for n in names]
-  scores = score_fn(rows, tf.concat([lists[n] for n in names], axis=1))
-  return dict(zip(names, tf.split(scores, widths, axis=1)))
+@dataclasses.dataclass
+class ListTerm:
+  """One weighted permutation loss over a list of columns per row: `columns` [B, k + tail] on the
+  `side` ("user": rows are the batch's users, columns items; "item": the reverse), the first `k`
+  ordered, the rest the tail, `valid` an optional bool mask of the same shape."""
+
+  part: str
+  side: str
+  columns: tf.Tensor
+  k: int
+  weight: float
+  valid: object = None
+
+
+def list_losses(student, users, items, terms):
+  """{part: weight * mean permutation loss} of `terms`. All lists of a side are scored in one call
+  (one gather and one product instead of one per list)."""
+  parts = {}
+  for side, rows, score_fn in (("user", users, student.score),
+                               ("item", items, student.score_item_users)):
+    side_terms = [t for t in terms if t.side == side]
+    if not side_terms:
+      continue
+    widths = [t.columns.shape[1] for t in side_terms]
+    scores = score_fn(rows, tf.concat([t.columns for t in side_terms], axis=1))
+    for term, term_scores in zip(side_terms, tf.split(scores, widths, axis=1)):
+      parts[term.part] = term.weight * permutation_loss(term_scores, term.k, term.valid)
+  return parts
 
 
 class SideSampler:
@@ -159,14 +178,6 @@ class RRD(base.Method):
     items = tf.unique(tf.cast(x["item"][:, 0], tf.int32)).y
     return users, items
 
-  def user_side_loss(self, student, users):
-    """The user-side loss (before its weight) for the batch's distinct users."""
-    c = self.config
-    if c.variant == "sampled":
-      scores = student.score(users, tf.gather(self.lists["user"], users))
-      return permutation_loss(scores, c.num_interesting)
-    return self.full_user_loss(student, users)
-
   def full_user_loss(self, student, users):
     c = self.config
     top = tf.gather(self.full_topk, users)
@@ -182,14 +193,27 @@ class RRD(base.Method):
                                             tf.zeros(tf.shape(excluded)[:1], tf.bool))
     return tf.reduce_mean(losses_impl.relaxed_permutation_nll(ordered, scores, None, tail_mask))
 
-  def loss_parts(self, student, x):
-    c = self.config
-    users, items = self.batch_rows(x)
-    parts = {"rrd_loss": c.weight * self.user_side_loss(student, users)}
+  def list_terms(self, users, items):
+    """The sampled lists of this epoch for the batch's users (and positive items)."""
+    c, terms = self.config, []
+    if c.variant == "sampled":
+      terms.append(ListTerm("rrd_loss", "user", tf.gather(self.lists["user"], users),
+                            c.num_interesting, c.weight))
     if c.item_weight:
-      scores = student.score_item_users(items, tf.gather(self.lists["item"], items))
-      parts["ir_rrd_loss"] = c.item_weight * permutation_loss(scores, c.item_num_interesting)
+      terms.append(ListTerm("ir_rrd_loss", "item", tf.gather(self.lists["item"], items),
+                            c.item_num_interesting, c.item_weight))
+    return terms
+
+  def parts(self, student, users, items, extra_terms=()):
+    """RRD's loss parts, plus the parts of `extra_terms` scored together with RRD's lists."""
+    c = self.config
+    parts = list_losses(student, users, items, [*self.list_terms(users, items), *extra_terms])
+    if c.variant == "full":
+      parts["rrd_loss"] = c.weight * self.full_user_loss(student, users)
     return parts
+
+  def loss_parts(self, student, x):
+    return self.parts(student, *self.batch_rows(x))
 
 
 class ResampleCallback(keras.callbacks.Callback):
