@@ -38,8 +38,7 @@ def time_one(method):
 
   from tfkd import models, training
   from tfkd.data import load_dataset
-  from tfkd.distill import (DCDConfig, Distiller, RRDConfig, dcd, rrd, teacher as teacher_lib,
-                            train_dataset)
+  from tfkd.distill import DCDConfig, Distiller, RRDConfig, dcd, rrd, teacher as teacher_lib
 
   dataset = load_dataset("citeulike-derrd", data_dir=FLAGS.data_dir)
   keras.utils.set_random_seed(0)
@@ -48,11 +47,11 @@ def time_one(method):
   else:
     teacher = models.build("bpr", dataset.num_users, dataset.num_items, dim=200)
   student = models.build("bpr", dataset.num_users, dataset.num_items, dim=20, l2=1e-2)
-  base = student.make_train_dataset(dataset, 1024, seed=0)
+  data = student.make_train_dataset(dataset, 1024, seed=0)
   callbacks = []
   start = time.time()
   if method == "student":
-    fit_model, data, m = student, base, None
+    fit_model, m = student, None
   else:
     if method == "rrd":
       m = rrd.RRD(RRDConfig())
@@ -66,7 +65,6 @@ def time_one(method):
     m.setup(dataset, student, teacher, knowledge)
     fit_model = Distiller(student, teacher, m)
     fit_model.declare_parts(m.part_names())
-    data = train_dataset(m, base, seed=1)
     callbacks = m.callbacks()
   setup_seconds = time.time() - start
   fit_model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=32,
@@ -90,7 +88,7 @@ def time_one(method):
   fit_model.fit(data, epochs=1 + FLAGS.epochs, verbose=0, shuffle=False,
                 callbacks=[timer, *callbacks])
   steps = timer.times[1:]
-  refreshes = [r["refresh_seconds"] for r in (m.refreshes if hasattr(m, "refreshes") else [])]
+  refreshes = [r["refresh_seconds"] for r in getattr(m, "refreshes", [])]
   step = statistics.median(steps)
   ref = statistics.median(refreshes) if refreshes else 0.0
   return {"method": method, "steps_s": round(step, 3), "refresh_s": round(ref, 3),

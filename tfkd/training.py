@@ -285,8 +285,7 @@ def distill(config: DistillConfig):
   method.setup(dataset, student, teacher, knowledge)
   distiller = distill_lib.Distiller(student, teacher, method)
   distiller.declare_parts(method.part_names())
-  base = student.make_train_dataset(dataset, config.batch_size, seed=config.seed)
-  train_data = distill_lib.train_dataset(method, base, seed=config.seed + 1)
+  train_data = student.make_train_dataset(dataset, config.batch_size, seed=config.seed)
 
   def extra_metrics():
     # Fig. 1a of the DCD paper for the final student: mean |R_S - R_T| over the teacher's top-50.

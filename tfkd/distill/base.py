@@ -4,8 +4,8 @@ A method (one file per method, registered by name) turns the student's own train
 weighted loss parts (`loss_parts`). Sampler state that changes during training (RRD's lists,
 redrawn every epoch; DCD's corrections, recomputed from the student's ranks) lives in variables
 refreshed by the method's Keras callbacks (`callbacks`) and read by `loss_parts` inside the
-training step, so a batch prefetched by `tf.data` never sees a stale or half-refreshed copy.
-Per-batch inputs that depend on nothing but the batch can be added inside `tf.data` (`augment`).
+training step, so a batch prefetched by `tf.data` never sees a stale or half-refreshed copy. The
+student's own `tf.data` pipeline feeds the distiller unchanged.
 
 The `Distiller` follows Keras 3's `keras/src/distillation/distiller.py`: the teacher is frozen,
 only the student's variables are trained, `distiller(x) == student(x)`, and each loss part is
@@ -47,11 +47,6 @@ class Method:
   def setup(self, dataset, student, teacher, knowledge):
     """Called once before training with the teacher's rankings (`knowledge`)."""
 
-  def augment(self, x, seed):
-    """x: a student training batch (dict); seed: int64 scalar, one per batch. Returns x with the
-    method's extra per-batch inputs (runs inside `tf.data`)."""
-    return x
-
   def loss_parts(self, student, x):
     """{part name: weighted scalar loss} added to the student's own loss."""
     return {}
@@ -66,17 +61,6 @@ class Method:
   def extra_metrics(self):
     """Method-specific results merged into metrics.json (e.g. DCD's discrepancy per refresh)."""
     return {}
-
-
-def train_dataset(method, base, seed):
-  """The distillation pipeline: the student's batches (`base`, one epoch per iteration), passed
-  through the method's `augment` with a seed per batch when the method has one."""
-  if type(method).augment is Method.augment:
-    return base
-  batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-  return tf.data.Dataset.zip((base, batch_seeds)).map(
-      method.augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-  ).prefetch(tf.data.AUTOTUNE)
 
 
 class Distiller(keras.Model):
