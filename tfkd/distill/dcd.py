@@ -117,9 +117,9 @@ class _Side:
       valids.append(ok)
       n = min(c.discrepancy_top, self.top)
       if c.candidates == "all":
-        gaps.append(ranks.rank_gaps(s_scores, teacher_top[:, :n]).numpy())
+        gaps.append(ranks.rank_gaps(s_scores, teacher_top[:, :n]))
       else:  # the first P candidates are the teacher's list: their ranks are already known
-        gaps.append(np.abs(np.asarray(rs)[:, :n] - np.arange(n)).astype(np.float32))
+        gaps.append(ranks.gaps_of(np.asarray(rs)[:, :n]))
     self.state.assign(tf.concat(states, axis=0))
     self.valid.assign(tf.concat(valids, axis=0))
     return float(np.mean(np.concatenate(gaps)))

@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=_WORKERS)
 
 
 def _ranks_block(scores, queries):
@@ -39,7 +40,7 @@ def ranks_of(scores, queries):
   """
   scores = np.asarray(scores)
   queries = np.asarray(queries)
-  blocks = np.array_split(np.arange(scores.shape[0]), min(_POOL._max_workers, len(scores)) or 1)
+  blocks = np.array_split(np.arange(scores.shape[0]), min(_WORKERS, len(scores)) or 1)
   parts = list(_POOL.map(lambda rows: _ranks_block(scores[rows], queries[rows]), blocks))
   return np.concatenate(parts, axis=0) if parts else np.zeros(queries.shape, np.int32)
 
@@ -47,8 +48,13 @@ def ranks_of(scores, queries):
 def rank_gaps(scores, teacher_top):
   """scores [B, N] (masked -inf), teacher_top int [B, n] the teacher's best n columns in order ->
   float32 [B, n]: |R_S - R_T| of each, the measure of the DCD paper's Figure 1a."""
-  n = tf.shape(teacher_top)[1]
-  return tf.cast(tf.abs(ranks_of(scores, teacher_top) - tf.range(n)), tf.float32)
+  return gaps_of(ranks_of(scores, teacher_top))
+
+
+def gaps_of(student_ranks):
+  """|R_S - R_T| for ranks [B, n] of the teacher's top-n in teacher order (R_T = 0 .. n-1)."""
+  student_ranks = np.asarray(student_ranks)
+  return np.abs(student_ranks - np.arange(student_ranks.shape[1])).astype(np.float32)
 
 
 def mean_rank_gap(model, scorer, teacher_top, chunk_size=1024):
@@ -57,9 +63,9 @@ def mean_rank_gap(model, scorer, teacher_top, chunk_size=1024):
   total, count = 0.0, 0
   for start in range(0, scorer.num_rows, chunk_size):
     rows = np.arange(start, min(start + chunk_size, scorer.num_rows), dtype=np.int32)
-    gaps = rank_gaps(scorer.scores(model, rows), tf.constant(teacher_top[rows], tf.int32))
-    total += float(tf.reduce_sum(gaps))
-    count += int(tf.size(gaps))
+    gaps = rank_gaps(scorer.scores(model, rows), teacher_top[rows])
+    total += float(gaps.sum())
+    count += gaps.size
   return total / max(count, 1)
 
 
