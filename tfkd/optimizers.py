@@ -4,7 +4,8 @@
 Keras 3's Adam updates a dense gradient in six element-wise passes (1.16 ms per step for a dim-20
 BPR on CiteULike, 600k parameters, on this 2-core CPU); `ResourceApplyAdam`, the kernel of TF's
 own Adam, does it in one multi-threaded pass (0.48 ms) with the same formula:
-m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps).
+m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps).
 Distributed variables take Keras's own path.
 
 Keras 3's Adam turns an embedding's `IndexedSlices` gradient into a dense tensor, so every step

@@ -5,9 +5,9 @@ from the teacher's top-P unobserved items with probability ~ exp(-(rank + 1) / T
 teacher rank, and L "uninteresting" items drawn uniformly from u's unobserved items outside the
 top-P; both redrawn at the start of every epoch for every user (as in the reference code), by a
 callback, into variables from which each training step takes the rows of its batch's users (the
-draw is seeded by (seed, epoch), so a resumed run draws the same lists). Loss: the relaxed permutation loss (DCD
-eq. 1) with the K items ordered and the L items as the tail, averaged over the batch's users,
-times `weight` (eq. 2: L_RS + lambda_RRD L_RRD).
+draw is seeded by (seed, epoch), so a resumed run draws the same lists). Loss: the relaxed
+permutation loss (DCD eq. 1) with the K items ordered and the L items as the tail, averaged over
+the batch's users, times `weight` (eq. 2: L_RS + lambda_RRD L_RRD).
 
 `variant="full"`: the unsampled form the reference maintainer later recommended: all top-K items in
 teacher order, every other unobserved item as the tail.
