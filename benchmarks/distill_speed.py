@@ -6,8 +6,9 @@ Each method runs in its own process (so peak memory is its own). An epoch is tim
 training steps (one Keras `fit` over all epochs, each epoch timed by a callback that runs before
 the refresh) plus, for DCD, the refresh of the correction lists (which runs every
 `--refresh_every` epochs; its cost per epoch is the refresh time divided by that). The teacher
-is a dim-200 BPR with random weights unless `--teacher_dir` names a trained one: sampling and ranking costs do not depend on the weights' values. Prints a Markdown table
-with medians over `--epochs` epochs and the peak resident memory of each process.
+is a dim-200 BPR with random weights unless `--teacher_dir` names a trained one: sampling and
+ranking costs do not depend on the weights' values. Prints a Markdown table with medians over
+`--epochs` epochs and the peak resident memory of each process.
 """
 
 import json
