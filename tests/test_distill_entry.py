@@ -21,11 +21,16 @@ def teacher_flagfile(tmp_path):
 
 
 def test_runs_end_to_end_from_nothing(tmp_path):
+  # As a user runs it: a subprocess that exits 0 (absl exits with main's return value).
   workdir, teacher_dir = str(tmp_path / "student"), str(tmp_path / "teacher")
-  with flagsaver.flagsaver(workdir=workdir, teacher_dir=teacher_dir,
-                           teacher_flagfile=teacher_flagfile(tmp_path), ir_rrd_weight=1e-3,
-                           **TINY):
-    distill.main(["distill"])
+  flags_ = dict(workdir=workdir, teacher_dir=teacher_dir, ir_rrd_weight=1e-3,
+                teacher_flagfile=teacher_flagfile(tmp_path), **TINY)
+  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+  r = subprocess.run([sys.executable, "-m", "trainers.distill",
+                      *(f"--{k}={v}" for k, v in flags_.items())],
+                     cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert r.stdout.splitlines()[-2].startswith("test: H@10=")
   for name in ("model.json", "model.weights.h5"):
     assert os.path.isfile(os.path.join(teacher_dir, name))
   assert any(n.startswith("rankings-") for n in os.listdir(teacher_dir))

@@ -43,6 +43,14 @@ def run(args, tmp_path):
                         capture_output=True, text=True, timeout=300)
 
 
+def test_success_exits_zero(tmp_path):
+  workdir = str(tmp_path / "w")
+  r = run(["--dataset=synthetic", f"--workdir={workdir}", "--epochs=1", "--dim=4",
+           "--num_candidates=10"], tmp_path)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert r.stdout.splitlines()[-1] == f"wrote {workdir}/metrics.json"
+
+
 def test_bad_flags_exit_nonzero_with_one_line(tmp_path):
   r = run(["--dataset=synthetic", f"--workdir={tmp_path}/w", "--batch_size=0"], tmp_path)
   assert r.returncode != 0 and "batch_size" in r.stderr

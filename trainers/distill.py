@@ -102,7 +102,8 @@ def distill_config():
 
 
 def main(argv):
-  return common.run(argv, distill_config, training.distill)
+  # absl's app.run exits with main's return value: a returned dict would exit 1.
+  common.run(argv, distill_config, training.distill)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ common.define_model_flags()
 
 
 def main(argv):
-  return common.run(argv, common.train_config, training.train)
+  # absl's app.run exits with main's return value: a returned dict would exit 1.
+  common.run(argv, common.train_config, training.train)
 
 
 if __name__ == "__main__":
