@@ -20,6 +20,10 @@ def atomic_path(path):
   os.close(fd)
   try:
     yield tmp
+    if os.path.isfile(tmp):  # mkstemp's 0600 -> what a plain open() would give (0666 - umask)
+      umask = os.umask(0)
+      os.umask(umask)
+      os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):

@@ -140,6 +140,34 @@ def train_config_from_flagfile(path, **overrides):
   return dataclasses.replace(train_config(fv), **overrides)
 
 
+def workdir_train_config(workdir, **overrides):
+  """The TrainConfig a trainer ran with, from the flags.txt it wrote in `workdir`.
+
+  Only the common and model flags are read (a distillation workdir's method flags are skipped),
+  so the data a model was trained on can be reloaded exactly, e.g. to export it.
+  """
+  path = os.path.join(workdir, "flags.txt")
+  if not os.path.isfile(path):
+    raise TfkdError(f"{workdir}: no flags.txt (not a trainers.train / trainers.distill workdir)")
+  fv = flags.FlagValues()
+  define_common_flags(fv)
+  define_model_flags(fv)
+  argv = ["trainer"]
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if not line.startswith("--"):
+        continue
+      name = line[2:].split("=", 1)[0]
+      if name in fv or ("=" not in line and name.startswith("no") and name[2:] in fv):
+        argv.append(line)
+  try:
+    fv(argv)
+  except flags.Error as e:
+    raise TfkdError(f"{path}: {e}") from None
+  return dataclasses.replace(train_config(fv), **overrides)
+
+
 def write_flags(workdir):
   """Writes the resolved tfkd flags (not absl's own) as a reusable flagfile."""
   lines = []

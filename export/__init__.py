@@ -1,0 +1,1 @@
+"""Entry points that export trained models (see `tfkd.serving`)."""
