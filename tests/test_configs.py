@@ -19,7 +19,8 @@ CONFIGS = sorted(p for p in glob.glob(os.path.join(REPO, "configs", "*.flags"))
 def test_config_parses_and_states_its_command(path, monkeypatch):
   monkeypatch.chdir(REPO)
   rel = os.path.relpath(path, REPO)
-  trainer = "trainers.train" if os.path.basename(path).startswith("bpr_") else "trainers.distill"
+  plain = os.path.basename(path).endswith(("_teacher.flags", "_student.flags"))
+  trainer = "trainers.train" if plain else "trainers.distill"
   with open(path) as f:
     text = f.read()
   assert f"python -m {trainer} --flagfile={rel}" in text

@@ -105,3 +105,27 @@ def test_bad_row_in_own_file_is_one_line(tmp_path):
   assert r.returncode == 1
   assert r.stderr.strip().splitlines()[-1] == (
       f"tfkd: error: {data}:2: expected 4 fields (user, item, rating, timestamp), got 3")
+
+
+def test_model_flags_reach_only_models_that_take_them():
+  from absl import flags
+
+  from tfkd.errors import TfkdError
+  from trainers import common
+
+  def config(*args):
+    fv = flags.FlagValues()
+    common.define_common_flags(fv)
+    common.define_model_flags(fv)
+    fv(["t", "--workdir=w", *args])
+    return common.model_config(fv)
+
+  assert config("--model=bpr", "--dim=8") == dict(dim=8, l2=0.0, num_negatives=1)
+  assert config("--model=neumf", "--hidden=8,4", "--loss=bpr", "--num_negatives=4") == dict(
+      dim=20, l2=0.0, num_negatives=4, hidden=[8, 4], loss="bpr")
+  with pytest.raises(TfkdError, match="--hidden does not apply to --model=bpr"):
+    config("--model=bpr", "--hidden=8")
+  with pytest.raises(TfkdError, match="--loss does not apply"):
+    config("--loss=bce")
+  with pytest.raises(TfkdError, match="--hidden must be integers"):
+    config("--model=neumf", "--hidden=8,x")

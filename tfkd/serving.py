@@ -25,6 +25,7 @@ Built with `keras.export.ExportArchive`: TF-Serving's loader (the TF1 session lo
 `tf.Module`, while the archive's object graph restores in both loaders.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -123,14 +124,18 @@ class _Retrieval:
     return out
 
 
-def build_archive(model, dataset, top_n=50):
-  """A `keras.export.ExportArchive` with the two retrieval signatures (see the module doc)."""
+def _validate(model, dataset, top_n):
   if not 1 <= top_n <= model.num_items:
     raise ConfigError(f"top_n must be in [1, {model.num_items}] (the number of items), "
                       f"got {top_n}")
   if (model.num_users, model.num_items) != (dataset.num_users, dataset.num_items):
     raise ConfigError(f"model is {model.num_users} users x {model.num_items} items but the "
                       f"dataset {dataset.name} is {dataset.num_users} x {dataset.num_items}")
+
+
+def build_archive(model, dataset, top_n=50):
+  """A `keras.export.ExportArchive` with the two retrieval signatures (see the module doc)."""
+  _validate(model, dataset, top_n)
   retrieval = _Retrieval(model, dataset, top_n)
   archive = keras.export.ExportArchive()
   archive.track(model)
@@ -142,6 +147,16 @@ def build_archive(model, dataset, top_n=50):
   archive.add_endpoint(RAW_SIGNATURE, retrieval.top_items_raw,
                        input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
   return archive
+
+
+@contextlib.contextmanager
+def _portable(model):
+  previous = model.portable
+  model.portable = True
+  try:
+    yield
+  finally:
+    model.portable = previous
 
 
 def versions(base_path):
@@ -188,14 +203,15 @@ def export(model, dataset, base_path, top_n=50, version=None, model_name=None):
   if os.path.exists(final):
     raise ConfigError(f"{final} already exists; choose another --version (exports are never "
                       "overwritten)")
-  archive = build_archive(model, dataset, top_n)
+  _validate(model, dataset, top_n)
   try:
     os.makedirs(base_path, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base_path)
   except OSError as e:
     raise ConfigError(f"cannot write under {base_path} ({e.strerror or e})") from None
   try:
-    archive.write_out(tmp, verbose=False)
+    with _portable(model):  # the served graph holds no XLA-compiled function
+      build_archive(model, dataset, top_n).write_out(tmp, verbose=False)
     write_warmup(os.path.join(tmp, WARMUP_FILE), dataset, model_name)
     if os.path.exists(final):  # another writer took the version meanwhile
       raise ConfigError(f"{final} appeared while exporting; not overwritten")

@@ -75,6 +75,35 @@ def define_model_flags(fv=FLAGS):
   flags.DEFINE_enum("model", "bpr", sorted(models.MODELS), "Model.", **d)
   flags.DEFINE_integer("dim", 20, "Embedding size.", lower_bound=1, **d)
   flags.DEFINE_float("l2", 0.0, "L2 coefficient (see the model's docstring).", lower_bound=0.0, **d)
+  flags.DEFINE_integer("num_negatives", 1, "Unobserved items sampled per observed one.",
+                       lower_bound=1, **d)
+  flags.DEFINE_list("hidden", [], "NeuMF: MLP layer sizes (default: one layer of --dim).", **d)
+  flags.DEFINE_enum("loss", None, ["bce", "bpr"], "NeuMF: pointwise log loss (bce, the "
+                    "default) or pairwise BPR.", **d)
+
+
+_MODEL_FLAGS = ("dim", "l2", "num_negatives", "hidden", "loss")
+
+
+def model_config(fv=FLAGS):
+  """The --model's constructor arguments from the model flags; a flag set away from its default
+  for a model that has no such argument is an error, not silently ignored."""
+  import inspect
+  accepted = inspect.signature(models.get(fv.model).__init__).parameters
+  config = {}
+  for name in _MODEL_FLAGS:
+    value = fv[name].value
+    if name in accepted:
+      if name == "hidden":
+        try:
+          value = [int(h) for h in value]
+        except ValueError:
+          raise TfkdError(f"--hidden must be integers, got {','.join(value)}") from None
+      if value not in (None, []):
+        config[name] = value
+    elif value != fv[name].default and value not in (None, []):
+      raise TfkdError(f"--{name} does not apply to --model={fv.model}")
+  return config
 
 
 def cutoffs(fv=FLAGS):
@@ -115,7 +144,7 @@ def dataset_kwargs(fv=FLAGS):
 def train_config(fv=FLAGS, cls=training.TrainConfig, **extra):
   """A TrainConfig (or subclass) from the common and model flags of `fv`."""
   return cls(
-      workdir=fv.workdir, model=fv.model, model_config=dict(dim=fv.dim, l2=fv.l2),
+      workdir=fv.workdir, model=fv.model, model_config=model_config(fv),
       dataset=fv.dataset, data_dir=fv.data_dir, dataset_kwargs=dataset_kwargs(fv),
       split_seed=fv.split_seed,
       num_candidates=fv.num_candidates, seed=fv.seed, epochs=fv.epochs,

@@ -3,8 +3,9 @@
 from tfkd.errors import ConfigError
 from tfkd.models.base import Recommender
 from tfkd.models.bpr import BPR
+from tfkd.models.neumf import NeuMF
 
-MODELS = {"bpr": BPR}
+MODELS = {"bpr": BPR, "neumf": NeuMF}
 
 
 def get(name):

@@ -23,6 +23,11 @@ import tensorflow as tf
 class Recommender(keras.Model):
   """Base class: a Keras 3 model over `num_users` x `num_items` with the scoring contract."""
 
+  # True while exporting: scoring must use only ops every TF runtime runs (no XLA-compiled
+  # functions, which TF-Serving runs only behind an experimental flag). Models whose fast path
+  # needs XLA check it.
+  portable = False
+
   def __init__(self, num_users, num_items, **kwargs):
     super().__init__(**kwargs)
     if num_users <= 0 or num_items <= 0:

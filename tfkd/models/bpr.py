@@ -23,13 +23,17 @@ from tfkd.models.base import Recommender
 class BPR(Recommender):
   """Matrix factorisation trained with the BPR pairwise loss."""
 
-  def __init__(self, num_users, num_items, dim=20, l2=0.0, init_stddev=0.01, **kwargs):
+  def __init__(self, num_users, num_items, dim=20, l2=0.0, init_stddev=0.01, num_negatives=1,
+               **kwargs):
     super().__init__(num_users, num_items, **kwargs)
     if dim <= 0:
       raise ValueError(f"dim must be positive, got {dim}")
     if l2 < 0:
       raise ValueError(f"l2 must be non-negative, got {l2}")
+    if num_negatives <= 0:
+      raise ValueError(f"num_negatives must be positive, got {num_negatives}")
     self.dim, self.l2, self.init_stddev = int(dim), float(l2), float(init_stddev)
+    self.num_negatives = int(num_negatives)
     init = keras.initializers.RandomNormal(stddev=init_stddev)
     self.user_embedding = keras.layers.Embedding(num_users, dim, embeddings_initializer=init,
                                                  name="user_embedding")
@@ -68,10 +72,11 @@ class BPR(Recommender):
                          tf.reduce_sum(tf.square(items))) / tf.cast(tf.shape(users)[0], loss.dtype)
     return loss
 
-  def make_train_dataset(self, dataset, batch_size, seed, num_negatives=1):
-    return pipelines.pairwise(dataset, batch_size, num_negatives=num_negatives, seed=seed)
+  def make_train_dataset(self, dataset, batch_size, seed):
+    return pipelines.pairwise(dataset, batch_size, num_negatives=self.num_negatives, seed=seed)
 
   def get_config(self):
     config = super().get_config()
-    config.update(dim=self.dim, l2=self.l2, init_stddev=self.init_stddev)
+    config.update(dim=self.dim, l2=self.l2, init_stddev=self.init_stddev,
+                  num_negatives=self.num_negatives)
     return config
