@@ -11,8 +11,9 @@ from absl.testing import flagsaver
 from conftest import REPO
 from trainers import distill, train  # noqa: F401  (define the flags)
 
+INCLUDES = ("base.flags", "ml100k.flags")  # shared settings, included by the others
 CONFIGS = sorted(p for p in glob.glob(os.path.join(REPO, "configs", "*.flags"))
-                 if not p.endswith("base.flags"))
+                 if os.path.basename(p) not in INCLUDES)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
@@ -27,4 +28,6 @@ def test_config_parses_and_states_its_command(path, monkeypatch):
   with flagsaver.flagsaver():
     flags.FLAGS(["prog", f"--flagfile={rel}"])
     assert flags.FLAGS.workdir.startswith("workdirs/")
-    assert flags.FLAGS.dataset == "citeulike-derrd"
+    assert flags.FLAGS.dataset in ("citeulike-derrd", "ml-100k")
+    from trainers import common
+    common.model_config(flags.FLAGS)  # the model flags fit the model

@@ -18,7 +18,7 @@ TOP_N = 7
 
 def random_model(name, dataset, seed=0):
   """Every registered model, with random weights large enough that its scores have no ties."""
-  model = models.build(name, dataset.num_users, dataset.num_items)
+  model = models.build_for(name, dataset)
   rng = np.random.default_rng(seed)
   for v in model.weights:
     if v.dtype.startswith("float"):

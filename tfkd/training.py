@@ -187,7 +187,7 @@ def _load_data(config):
 
 def _build(name, dataset, model_config):
   try:
-    return models.build(name, dataset.num_users, dataset.num_items, **model_config)
+    return models.build_for(name, dataset, **model_config)
   except (TypeError, ValueError) as e:
     raise ConfigError(f"model {name!r}: {e}") from None
 

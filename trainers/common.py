@@ -73,16 +73,18 @@ def define_model_flags(fv=FLAGS):
     return
   d = dict(flag_values=fv)
   flags.DEFINE_enum("model", "bpr", sorted(models.MODELS), "Model.", **d)
-  flags.DEFINE_integer("dim", 20, "Embedding size.", lower_bound=1, **d)
+  flags.DEFINE_integer("dim", 20, "Embedding size (CDAE: hidden units).", lower_bound=1, **d)
   flags.DEFINE_float("l2", 0.0, "L2 coefficient (see the model's docstring).", lower_bound=0.0, **d)
   flags.DEFINE_integer("num_negatives", 1, "Unobserved items sampled per observed one.",
                        lower_bound=1, **d)
   flags.DEFINE_list("hidden", [], "NeuMF: MLP layer sizes (default: one layer of --dim).", **d)
+  flags.DEFINE_float("corruption", None, "CDAE: probability of dropping each input item "
+                     "(default 0.5).", lower_bound=0.0, upper_bound=0.99, **d)
   flags.DEFINE_enum("loss", None, ["bce", "bpr"], "NeuMF: pointwise log loss (bce, the "
                     "default) or pairwise BPR.", **d)
 
 
-_MODEL_FLAGS = ("dim", "l2", "num_negatives", "hidden", "loss")
+_MODEL_FLAGS = ("dim", "l2", "num_negatives", "hidden", "loss", "corruption")
 
 
 def model_config(fv=FLAGS):

@@ -3,9 +3,10 @@
 from tfkd.errors import ConfigError
 from tfkd.models.base import Recommender
 from tfkd.models.bpr import BPR
+from tfkd.models.cdae import CDAE
 from tfkd.models.neumf import NeuMF
 
-MODELS = {"bpr": BPR, "neumf": NeuMF}
+MODELS = {"bpr": BPR, "cdae": CDAE, "neumf": NeuMF}
 
 
 def get(name):
@@ -17,6 +18,17 @@ def get(name):
 
 
 def build(name, num_users, num_items, **config):
+  """A model of the catalog's size with its variables created (for models without data state,
+  or whose config carries the state's shapes, as a reloaded checkpoint's does)."""
   model = get(name)(num_users, num_items, **config)
+  model.build_for_dataset()
+  return model
+
+
+def build_for(name, dataset, **config):
+  """A new model for `dataset`, holding the data state it scores from (CDAE: each user's
+  training row) via `attach`."""
+  model = get(name)(dataset.num_users, dataset.num_items, **config)
+  model.attach(dataset)
   model.build_for_dataset()
   return model

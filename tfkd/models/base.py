@@ -59,6 +59,10 @@ class Recommender(keras.Model):
     items = tf.cast(inputs["item"], tf.int32)
     return self.score(users, items)
 
+  def attach(self, dataset):
+    """Stores what the model scores from besides its weights (CDAE: users' training rows; Caser:
+    their latest items) as non-trainable variables. Nothing for most models."""
+
   def make_train_dataset(self, dataset, batch_size, seed):
     """The model's training pipeline over a `tfkd.data.Dataset` (one epoch per iteration)."""
     raise NotImplementedError

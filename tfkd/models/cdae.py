@@ -1,0 +1,158 @@
+"""CDAE: Wu et al., "Collaborative Denoising Auto-Encoders for Top-N Recommender Systems", WSDM 2016.
+
+A user's training row y_u (the items they interacted with), corrupted during training by dropping
+each item with probability q and scaling the survivors by 1 / (1 - q), plus a user node:
+
+  z_u = sigmoid(sum_{i in y~_u} W_i + V_u + b)        (hidden size `dim`: teacher 100, student 10)
+  score(u, i) = W'_i . z_u + b'_i
+
+Trained with sampled negatives as the paper does: per (u, i, j_1..j_k) row, i observed and j_k
+unobserved, the logistic loss softplus(-s_ui) + sum_k softplus(s_uj_k) over 1 + k, plus
+`l2 * (squared norms of the batch's rows of W', V)` averaged over the batch.
+
+Scoring needs each user's training row, so the model keeps it as state: the rows as a CSR index
+(`row_splits` [num_users + 1], `row_items` [num_interactions]) in non-trainable variables, filled by
+`attach(dataset)` and saved with the weights (the config records `num_interactions`, so a reloaded
+model has the right shapes). Build it with `models.build_for(name, dataset)`.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfkd.data import pipelines
+from tfkd.models.base import Recommender
+
+
+@keras.saving.register_keras_serializable(package="tfkd")
+class CDAE(Recommender):
+  """Denoising auto-encoder over a user's interaction row, with a per-user input node."""
+
+  def __init__(self, num_users, num_items, dim=100, corruption=0.5, l2=0.0, num_negatives=1,
+               init_stddev=0.01, num_interactions=None, **kwargs):
+    super().__init__(num_users, num_items, **kwargs)
+    if dim <= 0:
+      raise ValueError(f"dim must be positive, got {dim}")
+    if not 0.0 <= corruption < 1.0:
+      raise ValueError(f"corruption must be in [0, 1), got {corruption}")
+    if num_negatives <= 0:
+      raise ValueError(f"num_negatives must be positive, got {num_negatives}")
+    if l2 < 0:
+      raise ValueError(f"l2 must be non-negative, got {l2}")
+    self.dim, self.corruption, self.l2 = int(dim), float(corruption), float(l2)
+    self.num_negatives, self.init_stddev = int(num_negatives), float(init_stddev)
+    init = keras.initializers.RandomNormal(stddev=init_stddev)
+    self.item_in = keras.layers.Embedding(num_items, dim, embeddings_initializer=init,
+                                          name="item_in")
+    self.user_node = keras.layers.Embedding(num_users, dim, embeddings_initializer=init,
+                                            name="user_node")
+    self.item_out = keras.layers.Embedding(num_items, dim, embeddings_initializer=init,
+                                           name="item_out")
+    for layer in (self.item_in, self.user_node, self.item_out):
+      layer.build()
+    self.hidden_bias = self.add_weight(name="hidden_bias", shape=(dim,), initializer="zeros")
+    self.item_bias = self.add_weight(name="item_bias", shape=(num_items,), initializer="zeros")
+    self.num_interactions = None
+    if num_interactions is not None:
+      self._make_state(int(num_interactions))
+
+  # -- the training rows as state --------------------------------------------------------------
+
+  def _make_state(self, num_interactions):
+    self.num_interactions = num_interactions
+    self.row_splits = self.add_weight(name="row_splits", shape=(self.num_users + 1,),
+                                      dtype="int64", initializer="zeros", trainable=False)
+    self.row_items = self.add_weight(name="row_items", shape=(num_interactions,), dtype="int32",
+                                   initializer="zeros", trainable=False)
+
+  def attach(self, dataset):
+    """Stores the dataset's training rows (the input of every user's encoding)."""
+    indptr, items = dataset.train_csr()
+    if self.num_interactions is None:
+      self._make_state(len(items))
+    elif self.num_interactions != len(items):
+      raise ValueError(f"this CDAE holds {self.num_interactions} training interactions, the "
+                       f"dataset {dataset.name} has {len(items)}")
+    self.row_splits.assign(indptr)
+    self.row_items.assign(items)
+
+  def _check_state(self):
+    if self.num_interactions is None:
+      raise ValueError("CDAE scores from each user's training row: build it with "
+                       "tfkd.models.build_for(name, dataset) (or call attach(dataset))")
+
+  # -- scoring -------------------------------------------------------------------------------
+
+  def encode(self, users, training=False):
+    """users [B] -> z [B, dim] from the users' (corrupted, when training) training rows."""
+    self._check_state()
+    users = tf.cast(users, tf.int64)
+    positions = tf.ragged.range(tf.gather(self.row_splits, users),
+                                tf.gather(self.row_splits, users + 1))
+    items = tf.cast(tf.gather(self.row_items, positions.flat_values), tf.int64)
+    values = tf.ones(tf.shape(items), tf.float32)
+    if training and self.corruption > 0:
+      keep = tf.random.uniform(tf.shape(items)) >= self.corruption
+      values = tf.where(keep, values / (1.0 - self.corruption), 0.0)
+    # The rows as a sparse [B, num_items] matrix times W: its gradient is one sparse^T x dense
+    # product into W, not a scatter of every gathered row.
+    rows = tf.sparse.SparseTensor(
+        tf.stack([positions.value_rowids(), items], axis=1), values,
+        tf.stack([tf.shape(users, out_type=tf.int64)[0], self.num_items]))
+    summed = tf.sparse.sparse_dense_matmul(rows, self.item_in.embeddings)
+    return tf.sigmoid(summed + self.user_node(users) + self.hidden_bias)
+
+  def _decode(self, z, items):
+    """z [B, dim], items [B, N] -> [B, N]."""
+    return (tf.einsum("bd,bnd->bn", z, self.item_out(items)) +
+            tf.gather(self.item_bias, items))
+
+  def score(self, users, items):
+    """users [B], items [B, N] -> [B, N] (no corruption)."""
+    return self._decode(self.encode(users), tf.cast(items, tf.int32))
+
+  def call(self, inputs, training=False):
+    # A training batch repeats active users: encode each distinct user once (one corruption of
+    # their row per step, as CDAE's per-user updates).
+    distinct, index = tf.unique(tf.cast(inputs["user"], tf.int32))
+    z = tf.gather(self.encode(distinct, training=training), index)
+    return self._decode(z, tf.cast(inputs["item"], tf.int32))
+
+  def score_all(self, users):
+    """users [B] -> [B, num_items]."""
+    return (tf.matmul(self.encode(users), self.item_out.embeddings, transpose_b=True) +
+            self.item_bias)
+
+  def score_users(self, items):
+    """items [B] -> [B, num_users]: every user's encoding against the items' output rows."""
+    z = self.encode(tf.range(self.num_users))
+    items = tf.cast(items, tf.int32)
+    return tf.matmul(self.item_out(items), z, transpose_b=True) + tf.gather(self.item_bias,
+                                                                            items)[:, None]
+
+  def build_for_dataset(self):
+    self._check_state()
+    super().build_for_dataset()
+
+  # -- training ------------------------------------------------------------------------------
+
+  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    """x: {"user": [B], "item": [B, 1 + k]}; y_pred [B, 1 + k]: the observed item's score, then
+    k sampled negatives' scores."""
+    per_row = tf.nn.softplus(-y_pred[:, 0]) + tf.reduce_sum(tf.nn.softplus(y_pred[:, 1:]), 1)
+    loss = tf.reduce_mean(per_row / tf.cast(tf.shape(y_pred)[1], y_pred.dtype))
+    if self.l2:
+      users = tf.cast(x["user"], tf.int32)
+      squares = (tf.reduce_sum(tf.square(self.user_node(users))) +
+                 tf.reduce_sum(tf.square(self.item_out(tf.cast(x["item"], tf.int32)))))
+      loss += self.l2 * squares / tf.cast(tf.shape(users)[0], loss.dtype)
+    return loss
+
+  def make_train_dataset(self, dataset, batch_size, seed):
+    return pipelines.pairwise(dataset, batch_size, num_negatives=self.num_negatives, seed=seed)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(dim=self.dim, corruption=self.corruption, l2=self.l2,
+                  num_negatives=self.num_negatives, init_stddev=self.init_stddev,
+                  num_interactions=self.num_interactions)
+    return config
