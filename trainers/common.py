@@ -80,11 +80,16 @@ def define_model_flags(fv=FLAGS):
   flags.DEFINE_list("hidden", [], "NeuMF: MLP layer sizes (default: one layer of --dim).", **d)
   flags.DEFINE_float("corruption", None, "CDAE: probability of dropping each input item "
                      "(default 0.5).", lower_bound=0.0, upper_bound=0.99, **d)
+  flags.DEFINE_float("dropout", None, "Caser: dropout before its dense layer (default 0.5).",
+                     lower_bound=0.0, upper_bound=0.99, **d)
+  flags.DEFINE_integer("seq_len", None, "Caser: previous items L it reads (default 5).",
+                       lower_bound=1, **d)
   flags.DEFINE_enum("loss", None, ["bce", "bpr"], "NeuMF: pointwise log loss (bce, the "
                     "default) or pairwise BPR.", **d)
 
 
-_MODEL_FLAGS = ("dim", "l2", "num_negatives", "hidden", "loss", "corruption")
+_MODEL_FLAGS = ("dim", "l2", "num_negatives", "hidden", "loss", "corruption", "dropout",
+                "seq_len")
 
 
 def model_config(fv=FLAGS):

@@ -91,11 +91,14 @@ def epoch_batches(num_examples, batch_size, seed, make_batch):
   return seeds.flat_map(epoch).prefetch(tf.data.AUTOTUNE)
 
 
-def pairwise(dataset, batch_size, num_negatives=1, seed=0):
+def pairwise(dataset, batch_size, num_negatives=1, seed=0, extra=None):
   """Batches of {"user": [B], "item": [B, 1 + num_negatives]}, one epoch per pass.
 
   Column 0 of "item" is the observed item; the other columns are uniform unobserved items.
+  `extra`: {name: array [num_train, ...]} of per-interaction inputs (in the dataset's training
+  order), batched alongside (Caser's previous items).
   """
+  extra = {name: tf.constant(value) for name, value in (extra or {}).items()}
   seen = SeenSet(dataset.train_users, dataset.train_items, dataset.num_items)
   users = tf.constant(dataset.train_users, tf.int32)
   items = tf.constant(dataset.train_items, tf.int32)
@@ -103,6 +106,7 @@ def pairwise(dataset, batch_size, num_negatives=1, seed=0):
   def make_batch(indices, batch_seed):
     u, i = tf.gather(users, indices), tf.gather(items, indices)
     negatives = sample_unobserved(seen, u, num_negatives, batch_seed[0] * 1000003 + batch_seed[1])
-    return {"user": u, "item": tf.concat([i[:, None], negatives], axis=1)}
+    return {"user": u, "item": tf.concat([i[:, None], negatives], axis=1),
+            **{name: tf.gather(value, indices) for name, value in extra.items()}}
 
   return epoch_batches(dataset.num_train, batch_size, seed, make_batch)

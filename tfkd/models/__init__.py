@@ -3,10 +3,11 @@
 from tfkd.errors import ConfigError
 from tfkd.models.base import Recommender
 from tfkd.models.bpr import BPR
+from tfkd.models.caser import Caser
 from tfkd.models.cdae import CDAE
 from tfkd.models.neumf import NeuMF
 
-MODELS = {"bpr": BPR, "cdae": CDAE, "neumf": NeuMF}
+MODELS = {"bpr": BPR, "caser": Caser, "cdae": CDAE, "neumf": NeuMF}
 
 
 def get(name):
