@@ -59,3 +59,31 @@ def test_teacher_of_another_dataset_is_refused_in_one_line(tmp_path):
   last = r.stderr.strip().splitlines()[-1]
   assert last.startswith("tfkd: error: ") and "model trained on synthetic" in last
   assert not os.path.exists(os.path.join(tmp_path, "s2", "metrics.json"))
+
+
+def test_deterministic_runs_are_identical(tmp_path):
+  """--deterministic: two DCD runs from nothing (teacher included) with one seed end equal."""
+  import numpy as np
+  from tfkd import training
+  from tfkd.data import load_dataset
+
+  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+  flags_ = dict(TINY, method="dcd", dcd_top=30, dcd_item_top=20, dcd_num_under=4, dcd_num_over=4,
+                dcd_item_num_under=4, dcd_item_num_over=4, refresh_every=1, seed=3,
+                teacher_flagfile=teacher_flagfile(tmp_path))
+  runs = []
+  for k in range(2):
+    workdir = str(tmp_path / f"student{k}")
+    r = subprocess.run([sys.executable, "-m", "trainers.distill", "--deterministic",
+                        f"--workdir={workdir}", f"--teacher_dir={tmp_path}/teacher{k}",
+                        *(f"--{name}={value}" for name, value in flags_.items())],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with open(os.path.join(workdir, "metrics.json")) as f:
+      runs.append((json.load(f), workdir))
+  (a, dir_a), (b, dir_b) = runs
+  assert a["test"] == b["test"] and a["discrepancy"] == b["discrepancy"]
+  d = load_dataset("synthetic", num_candidates=40)
+  wa = training.load_model(dir_a, d)[0].get_weights()
+  wb = training.load_model(dir_b, d)[0].get_weights()
+  assert all(np.array_equal(x, y) for x, y in zip(wa, wb))

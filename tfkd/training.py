@@ -59,6 +59,7 @@ class TrainConfig:
   eval_batch_size: int = 1024
   steps_per_execution: int = 32
   verbose: int = 0
+  deterministic: bool = False  # TF op determinism: the same seed gives the same run, bit for bit
 
   def validate(self):
     for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size",
@@ -179,6 +180,10 @@ def _load_data(config):
   config.validate()
   prepare_workdir(config.workdir)
   keras.utils.set_random_seed(config.seed)
+  if config.deterministic:
+    # Process-wide and irreversible: ops without a deterministic kernel raise instead of
+    # running nondeterministically.
+    tf.config.experimental.enable_op_determinism()
   dataset = load_dataset(config.dataset, data_dir=config.data_dir, split_seed=config.split_seed,
                          num_candidates=config.num_candidates, **config.dataset_kwargs)
   logging.info("%s", dataset.summary())
