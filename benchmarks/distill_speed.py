@@ -35,7 +35,6 @@ FLAGS = flags.FLAGS
 
 def time_one(method):
   import keras
-  import tensorflow as tf
 
   from tfkd import models, training
   from tfkd.data import load_dataset
