@@ -13,11 +13,33 @@ whose scores factor (BPR: dot products) overrides them.
 
 Higher scores rank first. Training goes through Keras `fit`: a model's `compute_loss` is the one
 hook (TFRS `models/base.py`), and `make_train_dataset` builds the `tf.data` pipeline its loss
-expects, so trainers stay model-agnostic.
+expects, so trainers stay model-agnostic. The default pipeline gives rows of (user, observed item,
+`num_negatives` uniform unobserved items); `sampled_log_loss`, `sampled_bpr_loss` and `rows_l2`
+are the losses the models compute over them.
 """
 
 import keras
 import tensorflow as tf
+
+from tfkd.data import pipelines
+
+
+def sampled_log_loss(y_pred):
+  """y_pred [B, 1 + k]: observed item, then k negatives -> mean over rows of
+  (softplus(-s_pos) + sum softplus(s_neg)) / (1 + k), the pointwise log loss."""
+  per_row = tf.nn.softplus(-y_pred[:, 0]) + tf.reduce_sum(tf.nn.softplus(y_pred[:, 1:]), 1)
+  return tf.reduce_mean(per_row / tf.cast(tf.shape(y_pred)[1], y_pred.dtype))
+
+
+def sampled_bpr_loss(y_pred):
+  """y_pred [B, 1 + k] -> mean of softplus(-(s_pos - s_neg)) over the B x k pairs."""
+  return tf.reduce_mean(tf.nn.softplus(-(y_pred[:, :1] - y_pred[:, 1:])))
+
+
+def rows_l2(l2, batch_size, *rows):
+  """l2 * (sum of squares of the batch's embedding rows) / batch_size (per-sample L2)."""
+  squares = tf.add_n([tf.reduce_sum(tf.square(r)) for r in rows])
+  return l2 * squares / tf.cast(batch_size, squares.dtype)
 
 
 class Recommender(keras.Model):
@@ -28,12 +50,15 @@ class Recommender(keras.Model):
   # needs XLA check it.
   portable = False
 
-  def __init__(self, num_users, num_items, **kwargs):
+  def __init__(self, num_users, num_items, num_negatives=1, **kwargs):
     super().__init__(**kwargs)
     if num_users <= 0 or num_items <= 0:
       raise ValueError(f"num_users and num_items must be positive, got {num_users}, {num_items}")
+    if num_negatives <= 0:
+      raise ValueError(f"num_negatives must be positive, got {num_negatives}")
     self.num_users = int(num_users)
     self.num_items = int(num_items)
+    self.num_negatives = int(num_negatives)
 
   def score(self, users, items):
     raise NotImplementedError
@@ -64,8 +89,9 @@ class Recommender(keras.Model):
     their latest items) as non-trainable variables. Nothing for most models."""
 
   def make_train_dataset(self, dataset, batch_size, seed):
-    """The model's training pipeline over a `tfkd.data.Dataset` (one epoch per iteration)."""
-    raise NotImplementedError
+    """The model's training pipeline over a `tfkd.data.Dataset` (one epoch per iteration); by
+    default {"user": [B], "item": [B, 1 + num_negatives]} rows, the observed item first."""
+    return pipelines.pairwise(dataset, batch_size, num_negatives=self.num_negatives, seed=seed)
 
   def build_for_dataset(self):
     """Creates the variables (so weights can be loaded before any training step)."""
@@ -73,5 +99,6 @@ class Recommender(keras.Model):
 
   def get_config(self):
     config = super().get_config()
-    config.update(num_users=self.num_users, num_items=self.num_items)
+    config.update(num_users=self.num_users, num_items=self.num_items,
+                  num_negatives=self.num_negatives)
     return config

@@ -14,9 +14,8 @@ keeps the gradients sparse, so `tfkd.optimizers.LazyAdam` can update only the ba
 import keras
 import tensorflow as tf
 
-from tfkd.data import pipelines
 from tfkd.models import ops
-from tfkd.models.base import Recommender
+from tfkd.models.base import Recommender, rows_l2, sampled_bpr_loss
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
@@ -25,15 +24,12 @@ class BPR(Recommender):
 
   def __init__(self, num_users, num_items, dim=20, l2=0.0, init_stddev=0.01, num_negatives=1,
                **kwargs):
-    super().__init__(num_users, num_items, **kwargs)
+    super().__init__(num_users, num_items, num_negatives=num_negatives, **kwargs)
     if dim <= 0:
       raise ValueError(f"dim must be positive, got {dim}")
     if l2 < 0:
       raise ValueError(f"l2 must be non-negative, got {l2}")
-    if num_negatives <= 0:
-      raise ValueError(f"num_negatives must be positive, got {num_negatives}")
     self.dim, self.l2, self.init_stddev = int(dim), float(l2), float(init_stddev)
-    self.num_negatives = int(num_negatives)
     init = keras.initializers.RandomNormal(stddev=init_stddev)
     self.user_embedding = keras.layers.Embedding(num_users, dim, embeddings_initializer=init,
                                                  name="user_embedding")
@@ -63,20 +59,14 @@ class BPR(Recommender):
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
     """x: {"user": [B], "item": [B, 1 + k]}; y_pred [B, 1 + k]: the observed item's score, then
     k sampled negatives' scores."""
-    margin = y_pred[:, :1] - y_pred[:, 1:]
-    loss = tf.reduce_mean(tf.nn.softplus(-margin))
+    loss = sampled_bpr_loss(y_pred)
     if self.l2:
-      users = self.user_embedding(tf.cast(x["user"], tf.int32))
-      items = self.item_embedding(tf.cast(x["item"], tf.int32))
-      loss += self.l2 * (tf.reduce_sum(tf.square(users)) +
-                         tf.reduce_sum(tf.square(items))) / tf.cast(tf.shape(users)[0], loss.dtype)
+      users = tf.cast(x["user"], tf.int32)
+      loss += rows_l2(self.l2, tf.shape(users)[0], self.user_embedding(users),
+                      self.item_embedding(tf.cast(x["item"], tf.int32)))
     return loss
-
-  def make_train_dataset(self, dataset, batch_size, seed):
-    return pipelines.pairwise(dataset, batch_size, num_negatives=self.num_negatives, seed=seed)
 
   def get_config(self):
     config = super().get_config()
-    config.update(dim=self.dim, l2=self.l2, init_stddev=self.init_stddev,
-                  num_negatives=self.num_negatives)
+    config.update(dim=self.dim, l2=self.l2, init_stddev=self.init_stddev)
     return config

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd.data import pipelines
-from tfkd.models.base import Recommender
+from tfkd.models.base import Recommender, rows_l2, sampled_log_loss
 
 
 def sequences(dataset, seq_len):
@@ -48,9 +48,8 @@ class Caser(Recommender):
 
   def __init__(self, num_users, num_items, dim=50, seq_len=5, num_h=16, num_v=4, dropout=0.5,
                l2=0.0, num_negatives=3, init_stddev=None, **kwargs):
-    super().__init__(num_users, num_items, **kwargs)
-    for name, value in (("dim", dim), ("seq_len", seq_len), ("num_h", num_h), ("num_v", num_v),
-                        ("num_negatives", num_negatives)):
+    super().__init__(num_users, num_items, num_negatives=num_negatives, **kwargs)
+    for name, value in (("dim", dim), ("seq_len", seq_len), ("num_h", num_h), ("num_v", num_v)):
       if value <= 0:
         raise ValueError(f"{name} must be positive, got {value}")
     if not 0.0 <= dropout < 1.0:
@@ -58,7 +57,7 @@ class Caser(Recommender):
     if l2 < 0:
       raise ValueError(f"l2 must be non-negative, got {l2}")
     self.dim, self.seq_len, self.num_h, self.num_v = int(dim), int(seq_len), int(num_h), int(num_v)
-    self.dropout_rate, self.l2, self.num_negatives = float(dropout), float(l2), int(num_negatives)
+    self.dropout_rate, self.l2 = float(dropout), float(l2)
     self.init_stddev = init_stddev
     init = (keras.initializers.RandomNormal(stddev=init_stddev) if init_stddev
             else keras.initializers.RandomNormal(stddev=1.0 / dim))
@@ -130,13 +129,11 @@ class Caser(Recommender):
   # -- training ------------------------------------------------------------------------------
 
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-    per_row = tf.nn.softplus(-y_pred[:, 0]) + tf.reduce_sum(tf.nn.softplus(y_pred[:, 1:]), 1)
-    loss = tf.reduce_mean(per_row / tf.cast(tf.shape(y_pred)[1], y_pred.dtype))
+    loss = sampled_log_loss(y_pred)
     if self.l2:
       users = tf.cast(x["user"], tf.int32)
-      squares = (tf.reduce_sum(tf.square(self.user_embedding(users))) +
-                 tf.reduce_sum(tf.square(self.out_embedding(tf.cast(x["item"], tf.int32)))))
-      loss += self.l2 * squares / tf.cast(tf.shape(users)[0], loss.dtype)
+      loss += rows_l2(self.l2, tf.shape(users)[0], self.user_embedding(users),
+                      self.out_embedding(tf.cast(x["item"], tf.int32)))
     return loss
 
   def make_train_dataset(self, dataset, batch_size, seed):
@@ -148,6 +145,5 @@ class Caser(Recommender):
   def get_config(self):
     config = super().get_config()
     config.update(dim=self.dim, seq_len=self.seq_len, num_h=self.num_h, num_v=self.num_v,
-                  dropout=self.dropout_rate, l2=self.l2, num_negatives=self.num_negatives,
-                  init_stddev=self.init_stddev)
+                  dropout=self.dropout_rate, l2=self.l2, init_stddev=self.init_stddev)
     return config

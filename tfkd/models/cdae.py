@@ -19,8 +19,7 @@ model has the right shapes). Build it with `models.build_for(name, dataset)`.
 import keras
 import tensorflow as tf
 
-from tfkd.data import pipelines
-from tfkd.models.base import Recommender
+from tfkd.models.base import Recommender, rows_l2, sampled_log_loss
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
@@ -29,17 +28,15 @@ class CDAE(Recommender):
 
   def __init__(self, num_users, num_items, dim=100, corruption=0.5, l2=0.0, num_negatives=1,
                init_stddev=0.01, num_interactions=None, **kwargs):
-    super().__init__(num_users, num_items, **kwargs)
+    super().__init__(num_users, num_items, num_negatives=num_negatives, **kwargs)
     if dim <= 0:
       raise ValueError(f"dim must be positive, got {dim}")
     if not 0.0 <= corruption < 1.0:
       raise ValueError(f"corruption must be in [0, 1), got {corruption}")
-    if num_negatives <= 0:
-      raise ValueError(f"num_negatives must be positive, got {num_negatives}")
     if l2 < 0:
       raise ValueError(f"l2 must be non-negative, got {l2}")
     self.dim, self.corruption, self.l2 = int(dim), float(corruption), float(l2)
-    self.num_negatives, self.init_stddev = int(num_negatives), float(init_stddev)
+    self.init_stddev = float(init_stddev)
     init = keras.initializers.RandomNormal(stddev=init_stddev)
     self.item_in = keras.layers.Embedding(num_items, dim, embeddings_initializer=init,
                                           name="item_in")
@@ -138,21 +135,15 @@ class CDAE(Recommender):
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
     """x: {"user": [B], "item": [B, 1 + k]}; y_pred [B, 1 + k]: the observed item's score, then
     k sampled negatives' scores."""
-    per_row = tf.nn.softplus(-y_pred[:, 0]) + tf.reduce_sum(tf.nn.softplus(y_pred[:, 1:]), 1)
-    loss = tf.reduce_mean(per_row / tf.cast(tf.shape(y_pred)[1], y_pred.dtype))
+    loss = sampled_log_loss(y_pred)
     if self.l2:
       users = tf.cast(x["user"], tf.int32)
-      squares = (tf.reduce_sum(tf.square(self.user_node(users))) +
-                 tf.reduce_sum(tf.square(self.item_out(tf.cast(x["item"], tf.int32)))))
-      loss += self.l2 * squares / tf.cast(tf.shape(users)[0], loss.dtype)
+      loss += rows_l2(self.l2, tf.shape(users)[0], self.user_node(users),
+                      self.item_out(tf.cast(x["item"], tf.int32)))
     return loss
-
-  def make_train_dataset(self, dataset, batch_size, seed):
-    return pipelines.pairwise(dataset, batch_size, num_negatives=self.num_negatives, seed=seed)
 
   def get_config(self):
     config = super().get_config()
     config.update(dim=self.dim, corruption=self.corruption, l2=self.l2,
-                  num_negatives=self.num_negatives, init_stddev=self.init_stddev,
-                  num_interactions=self.num_interactions)
+                  init_stddev=self.init_stddev, num_interactions=self.num_interactions)
     return config

@@ -21,8 +21,7 @@ runs XLA-compiled functions only behind an experimental flag.
 import keras
 import tensorflow as tf
 
-from tfkd.data import pipelines
-from tfkd.models.base import Recommender
+from tfkd.models.base import Recommender, rows_l2, sampled_bpr_loss, sampled_log_loss
 
 LOSSES = ("bce", "bpr")
 _PAIR_ELEMENTS_PER_CHUNK = 1 << 24  # per-pair activations kept live in one chunk (plain ops)
@@ -56,7 +55,7 @@ class NeuMF(Recommender):
 
   def __init__(self, num_users, num_items, dim=20, hidden=None, l2=0.0, loss="bce",
                num_negatives=1, init_stddev=0.01, **kwargs):
-    super().__init__(num_users, num_items, **kwargs)
+    super().__init__(num_users, num_items, num_negatives=num_negatives, **kwargs)
     if dim <= 0:
       raise ValueError(f"dim must be positive, got {dim}")
     hidden = [int(h) for h in (hidden or [dim])]
@@ -64,12 +63,10 @@ class NeuMF(Recommender):
       raise ValueError(f"hidden sizes must be positive, got {hidden}")
     if loss not in LOSSES:
       raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if num_negatives <= 0:
-      raise ValueError(f"num_negatives must be positive, got {num_negatives}")
     if l2 < 0:
       raise ValueError(f"l2 must be non-negative, got {l2}")
     self.dim, self.hidden, self.l2, self.loss = int(dim), hidden, float(l2), loss
-    self.num_negatives, self.init_stddev = int(num_negatives), float(init_stddev)
+    self.init_stddev = float(init_stddev)
     init = keras.initializers.RandomNormal(stddev=init_stddev)
 
     def embedding(n, name):
@@ -152,25 +149,16 @@ class NeuMF(Recommender):
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
     """x: {"user": [B], "item": [B, 1 + k]}; y_pred [B, 1 + k]: the observed item's score, then
     k sampled negatives' scores."""
-    if self.loss == "bce":
-      per_row = tf.nn.softplus(-y_pred[:, 0]) + tf.reduce_sum(tf.nn.softplus(y_pred[:, 1:]), 1)
-      loss = tf.reduce_mean(per_row / tf.cast(tf.shape(y_pred)[1], y_pred.dtype))
-    else:
-      loss = tf.reduce_mean(tf.nn.softplus(-(y_pred[:, :1] - y_pred[:, 1:])))
+    loss = sampled_log_loss(y_pred) if self.loss == "bce" else sampled_bpr_loss(y_pred)
     if self.l2:
       users = tf.cast(x["user"], tf.int32)
       items = tf.cast(x["item"], tf.int32)
-      squares = sum(tf.reduce_sum(tf.square(t)) for t in (
-          self.user_gmf(users), self.user_mlp(users), self.item_gmf(items),
-          self.item_mlp(items)))
-      loss += self.l2 * squares / tf.cast(tf.shape(users)[0], loss.dtype)
+      loss += rows_l2(self.l2, tf.shape(users)[0], self.user_gmf(users), self.user_mlp(users),
+                      self.item_gmf(items), self.item_mlp(items))
     return loss
-
-  def make_train_dataset(self, dataset, batch_size, seed):
-    return pipelines.pairwise(dataset, batch_size, num_negatives=self.num_negatives, seed=seed)
 
   def get_config(self):
     config = super().get_config()
     config.update(dim=self.dim, hidden=list(self.hidden), l2=self.l2, loss=self.loss,
-                  num_negatives=self.num_negatives, init_stddev=self.init_stddev)
+                  init_stddev=self.init_stddev)
     return config
