@@ -13,7 +13,6 @@ import os
 from absl import app, flags
 
 from tfkd import serving, training
-from tfkd.data import load_dataset
 from tfkd.errors import ConfigError
 from trainers import common
 
@@ -40,8 +39,7 @@ def run(workdir, export_dir, top_n=50, version=None, model_name=None, serving_ro
   if not os.path.isdir(workdir):
     raise ConfigError(f"--workdir {workdir!r} is not a directory")
   config = common.workdir_train_config(workdir, **({"data_dir": data_dir} if data_dir else {}))
-  dataset = load_dataset(config.dataset, data_dir=config.data_dir, split_seed=config.split_seed,
-                         num_candidates=config.num_candidates, **config.dataset_kwargs)
+  dataset = training.config_dataset(config)
   model, _ = training.load_model(workdir, dataset)
   path = serving.export(model, dataset, export_dir, top_n=top_n, version=version,
                         model_name=model_name)

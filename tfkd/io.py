@@ -20,14 +20,20 @@ def atomic_path(path):
   os.close(fd)
   try:
     yield tmp
-    if os.path.isfile(tmp):  # mkstemp's 0600 -> what a plain open() would give (0666 - umask)
-      umask = os.umask(0)
-      os.umask(umask)
-      os.chmod(tmp, 0o666 & ~umask)
+    if os.path.isfile(tmp):
+      plain_mode(tmp)
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.unlink(tmp)
+
+
+def plain_mode(path):
+  """Gives a mkstemp file (0600) or mkdtemp directory (0700) the mode a plain open() or mkdir()
+  would have (0666 / 0777 minus the umask), so readers such as a serving container can read it."""
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
 
 
 def write_text(path, text):

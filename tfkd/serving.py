@@ -35,7 +35,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfkd import io
 from tfkd.errors import ConfigError
+from tfkd.models import ops
 
 DEFAULT_SIGNATURE = "serving_default"
 RAW_SIGNATURE = "serving_raw"
@@ -54,7 +56,6 @@ class SeenItems(keras.layers.Layer):
     indptr, indices = dataset.train_csr()
     popularity = dataset.item_popularity()
     popular = np.argsort(-popularity, kind="stable")[:top_n]
-    self.num_users = dataset.num_users
     self.row_splits = self._constant_weight("row_splits", indptr.astype(np.int64))
     self.items = self._constant_weight("items", indices.astype(np.int64))
     self.popular_items = self._constant_weight("popular_items", popular.astype(np.int64))
@@ -69,11 +70,7 @@ class SeenItems(keras.layers.Layer):
     return weight
 
   def exclude(self, users, scores):
-    starts = tf.gather(self.row_splits, users)
-    ends = tf.gather(self.row_splits, users + 1)
-    positions = tf.ragged.range(starts, ends)
-    columns = tf.gather(self.items, positions.flat_values)
-    rows = tf.cast(positions.value_rowids(), tf.int64)
+    rows, columns = ops.csr_rows(self.row_splits, self.items, users)
     return tf.tensor_scatter_nd_update(
         scores, tf.stack([rows, columns], axis=1),
         tf.fill(tf.shape(columns), tf.constant(-np.inf, scores.dtype)))
@@ -215,9 +212,7 @@ def export(model, dataset, base_path, top_n=50, version=None, model_name=None):
     write_warmup(os.path.join(tmp, WARMUP_FILE), dataset, model_name)
     if os.path.exists(final):  # another writer took the version meanwhile
       raise ConfigError(f"{final} appeared while exporting; not overwritten")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 -> a plain mkdir's mode
+    io.plain_mode(tmp)
     os.rename(tmp, final)
   finally:
     if os.path.exists(tmp):
@@ -243,6 +238,5 @@ def write_models_config(root, serving_root="/models"):
       f"  config {{\n    name: \"{n}\"\n    base_path: \"{serving_root.rstrip('/')}/{n}\"\n"
       f"    model_platform: \"tensorflow\"\n  }}\n" for n in names)
   path = os.path.join(root, MODELS_CONFIG)
-  from tfkd import io
   io.write_text(path, f"model_config_list {{\n{entries}}}\n")
   return path

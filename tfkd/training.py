@@ -184,10 +184,15 @@ def _load_data(config):
     # Process-wide and irreversible: ops without a deterministic kernel raise instead of
     # running nondeterministically.
     tf.config.experimental.enable_op_determinism()
-  dataset = load_dataset(config.dataset, data_dir=config.data_dir, split_seed=config.split_seed,
-                         num_candidates=config.num_candidates, **config.dataset_kwargs)
+  dataset = config_dataset(config)
   logging.info("%s", dataset.summary())
   return dataset
+
+
+def config_dataset(config):
+  """The prepared, split dataset a config trains on (cached after the first load)."""
+  return load_dataset(config.dataset, data_dir=config.data_dir, split_seed=config.split_seed,
+                      num_candidates=config.num_candidates, **config.dataset_kwargs)
 
 
 def _build(name, dataset, model_config):

@@ -19,6 +19,7 @@ model has the right shapes). Build it with `models.build_for(name, dataset)`.
 import keras
 import tensorflow as tf
 
+from tfkd.models import ops
 from tfkd.models.base import Recommender, rows_l2, sampled_log_loss
 
 
@@ -83,19 +84,18 @@ class CDAE(Recommender):
     """users [B] -> z [B, dim] from the users' (corrupted, when training) training rows."""
     self._check_state()
     users = tf.cast(users, tf.int64)
-    positions = tf.ragged.range(tf.gather(self.row_splits, users),
-                                tf.gather(self.row_splits, users + 1))
-    items = tf.cast(tf.gather(self.row_items, positions.flat_values), tf.int64)
+    rows, items = ops.csr_rows(self.row_splits, self.row_items, users)
+    items = tf.cast(items, tf.int64)
     values = tf.ones(tf.shape(items), tf.float32)
     if training and self.corruption > 0:
       keep = tf.random.uniform(tf.shape(items)) >= self.corruption
       values = tf.where(keep, values / (1.0 - self.corruption), 0.0)
     # The rows as a sparse [B, num_items] matrix times W: its gradient is one sparse^T x dense
     # product into W, not a scatter of every gathered row.
-    rows = tf.sparse.SparseTensor(
-        tf.stack([positions.value_rowids(), items], axis=1), values,
+    matrix = tf.sparse.SparseTensor(
+        tf.stack([rows, items], axis=1), values,
         tf.stack([tf.shape(users, out_type=tf.int64)[0], self.num_items]))
-    summed = tf.sparse.sparse_dense_matmul(rows, self.item_in.embeddings)
+    summed = tf.sparse.sparse_dense_matmul(matrix, self.item_in.embeddings)
     return tf.sigmoid(summed + self.user_node(users) + self.hidden_bias)
 
   def _decode(self, z, items):

@@ -1,5 +1,9 @@
 """Shared scoring ops of the models.
 
+`csr_rows(row_splits, values, rows)`: the entries of some rows of a CSR matrix held in tensors
+(each user's training items: CDAE's input, the seen items an export excludes), as (row index in
+the batch, value) pairs.
+
 `gather_dot(rows, table, cols)`: out[b, n] = <rows[b], table[cols[b, n]]>, the scores of many
 columns per row (a distillation list: 80-160 items for each of ~900 users of a batch). Autodiff of
 `einsum(rows, gather(table, cols))` sends the table's gradient as `IndexedSlices` that the
@@ -42,3 +46,11 @@ def gather_dot(rows, table, cols):
 def is_long(cols):
   width = cols.shape[-1]
   return width is not None and width >= LONG_LIST
+
+
+def csr_rows(row_splits, values, rows):
+  """row_splits int64 [R + 1], values [nnz], rows int [B] -> (batch_row int64 [n], value [n]):
+  every entry of the B rows, in order."""
+  rows = tf.cast(rows, tf.int64)
+  positions = tf.ragged.range(tf.gather(row_splits, rows), tf.gather(row_splits, rows + 1))
+  return tf.cast(positions.value_rowids(), tf.int64), tf.gather(values, positions.flat_values)
