@@ -164,18 +164,28 @@ def train_config(fv=FLAGS, cls=training.TrainConfig, **extra):
       verbose=fv.verbose, deterministic=fv.deterministic, **extra)
 
 
+def _train_flag_values():
+  """A private FlagValues with the common and model flags (not the process's own FLAGS)."""
+  fv = flags.FlagValues()
+  define_common_flags(fv)
+  define_model_flags(fv)
+  return fv
+
+
+def _parsed_train_config(fv, args, source, overrides):
+  try:
+    fv(["trainer", *args])
+  except flags.Error as e:
+    raise TfkdError(f"{source}: {e}") from None
+  return dataclasses.replace(train_config(fv), **overrides)
+
+
 def train_config_from_flagfile(path, **overrides):
   """Parses a trainers.train flagfile into a TrainConfig, apart from the process's own flags."""
   if not os.path.isfile(path):
     raise TfkdError(f"flagfile {path!r} not found")
-  fv = flags.FlagValues()
-  define_common_flags(fv)
-  define_model_flags(fv)
-  try:
-    fv(["trainer", f"--flagfile={path}", "--workdir=unused"])
-  except flags.Error as e:
-    raise TfkdError(f"{path}: {e}") from None
-  return dataclasses.replace(train_config(fv), **overrides)
+  return _parsed_train_config(_train_flag_values(), [f"--flagfile={path}", "--workdir=unused"],
+                              path, overrides)
 
 
 def workdir_train_config(workdir, **overrides):
@@ -187,10 +197,8 @@ def workdir_train_config(workdir, **overrides):
   path = os.path.join(workdir, "flags.txt")
   if not os.path.isfile(path):
     raise TfkdError(f"{workdir}: no flags.txt (not a trainers.train / trainers.distill workdir)")
-  fv = flags.FlagValues()
-  define_common_flags(fv)
-  define_model_flags(fv)
-  argv = ["trainer"]
+  fv = _train_flag_values()
+  args = []
   with open(path) as f:
     for line in f:
       line = line.strip()
@@ -198,12 +206,8 @@ def workdir_train_config(workdir, **overrides):
         continue
       name = line[2:].split("=", 1)[0]
       if name in fv or ("=" not in line and name.startswith("no") and name[2:] in fv):
-        argv.append(line)
-  try:
-    fv(argv)
-  except flags.Error as e:
-    raise TfkdError(f"{path}: {e}") from None
-  return dataclasses.replace(train_config(fv), **overrides)
+        args.append(line)
+  return _parsed_train_config(fv, args, path, overrides)
 
 
 def write_flags(workdir):
