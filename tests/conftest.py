@@ -52,3 +52,17 @@ class FixedScores:
   def score_users(self, items):
     import tensorflow as tf
     return tf.gather(tf.transpose(self.matrix), items)
+
+
+def assert_scoring_paths(model, every, users, items, item_rows, tol=1e-4):
+  """A model's three scoring paths against `every` [num_users, num_items], the scores its
+  definition gives: score_all for every user, score(users, items) at those pairs, and
+  score_users(item_rows) as columns of `every`."""
+  import tensorflow as tf
+  users, items, item_rows = np.asarray(users), np.asarray(items), np.asarray(item_rows)
+  np.testing.assert_allclose(model.score_all(tf.range(every.shape[0])).numpy(), every,
+                             rtol=tol, atol=tol)
+  np.testing.assert_allclose(model.score(users, items).numpy(),
+                             np.take_along_axis(every[users], items, 1), rtol=tol, atol=tol)
+  np.testing.assert_allclose(model.score_users(tf.constant(item_rows)).numpy(),
+                             every[:, item_rows].T, rtol=tol, atol=tol)

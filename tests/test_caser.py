@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import assert_scoring_paths
 from tfkd import models, training
 from tfkd.models import caser
 
@@ -53,14 +54,8 @@ def test_scores_match_numpy_oracle_on_every_path(tiny):
   recent = m.recent.numpy()
   x = np.stack([numpy_encode(m, u, recent[u]) for u in range(tiny.num_users)])
   every = x @ m.out_embedding.embeddings.numpy().T + m.out_bias.embeddings.numpy()[:, 0]
-  np.testing.assert_allclose(m.score_all(tf.range(tiny.num_users)).numpy(), every, rtol=1e-4,
-                             atol=1e-4)
-  users = np.array([2, 0, tiny.num_users - 1])
-  items = np.array([[1, 2, tiny.num_items - 1], [7, 7, 0], [5, 6, 8]])
-  np.testing.assert_allclose(m.score(users, items).numpy(),
-                             np.take_along_axis(every[users], items, 1), rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(m.score_users(tf.constant([3, 9])).numpy(), every[:, [3, 9]].T,
-                             rtol=1e-4, atol=1e-4)
+  assert_scoring_paths(m, every, [2, 0, tiny.num_users - 1],
+                       [[1, 2, tiny.num_items - 1], [7, 7, 0], [5, 6, 8]], [3, 9])
   # A training batch's own sequence goes through the same network.
   seq = np.array([[tiny.num_items, 4, 9]])
   got = m({"user": np.array([5]), "item": np.array([[1, 2]]), "seq": seq}).numpy()

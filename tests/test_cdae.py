@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import assert_scoring_paths
 from tfkd import models, training
 
 
@@ -28,15 +29,9 @@ def numpy_scores(m, dataset):
 
 def test_scores_match_numpy_oracle_on_every_path(tiny):
   m = small_cdae(tiny)
-  every = numpy_scores(m, tiny)
-  np.testing.assert_allclose(m.score_all(tf.range(tiny.num_users)).numpy(), every, rtol=1e-4,
-                             atol=1e-4)
-  users = np.array([3, 0, tiny.num_users - 1])
-  items = np.array([[1, 2, tiny.num_items - 1], [7, 7, 0], [5, 6, 8]])
-  np.testing.assert_allclose(m.score(users, items).numpy(),
-                             np.take_along_axis(every[users], items, 1), rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(m.score_users(tf.constant([4, 100])).numpy(), every[:, [4, 100]].T,
-                             rtol=1e-4, atol=1e-4)
+  users = [3, 0, tiny.num_users - 1]
+  items = [[1, 2, tiny.num_items - 1], [7, 7, 0], [5, 6, 8]]
+  assert_scoring_paths(m, numpy_scores(m, tiny), users, items, [4, 100])
 
 
 def test_corruption_drops_items_and_rescales_in_training_only(tiny):

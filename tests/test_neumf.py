@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import assert_scoring_paths
 from tfkd import models
 
 
@@ -34,17 +35,11 @@ def numpy_scores(m, users, items):
 @pytest.mark.parametrize("hidden", [None, [6, 3]])
 def test_scores_match_numpy_oracle_on_every_path(hidden):
   m = small_neumf(hidden)
-  users = np.array([0, 5, 2])
-  items = np.array([[1, 8], [0, 0], [7, 3]])
-  np.testing.assert_allclose(m.score(users, items).numpy(), numpy_scores(m, users, items),
-                             rtol=1e-4, atol=1e-4)
   every = numpy_scores(m, np.arange(6), np.tile(np.arange(9), (6, 1)))
-  np.testing.assert_allclose(m.score_all(tf.range(6)).numpy(), every, rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(m.score_users(tf.range(9)).numpy(), every.T, rtol=1e-4, atol=1e-4)
+  users, items = [0, 5, 2], [[1, 8], [0, 0], [7, 3]]
+  assert_scoring_paths(m, every, users, items, np.arange(9))
   m.portable = True  # the plain-ops path used in exports
-  np.testing.assert_allclose(m.score_all(tf.range(6)).numpy(), every, rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(m.score_users(tf.constant([4])).numpy(), every.T[[4]], rtol=1e-4,
-                             atol=1e-4)
+  assert_scoring_paths(m, every, users, items, [4])
 
 
 def test_full_ranking_chunks_agree_with_pairs_on_a_larger_catalog():
