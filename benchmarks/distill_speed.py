@@ -64,7 +64,7 @@ def time_one(method):
                  if m.item_k else None}
     m.setup(dataset, student, teacher, knowledge)
     fit_model = Distiller(student, teacher, m)
-    fit_model.declare_parts(m.part_names())
+    fit_model.declare_parts()
     callbacks = m.callbacks()
   setup_seconds = time.time() - start
   fit_model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=32,

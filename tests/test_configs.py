@@ -11,7 +11,7 @@ from absl.testing import flagsaver
 from conftest import REPO
 from trainers import distill, train  # noqa: F401  (define the flags)
 
-INCLUDES = ("base.flags", "ml100k.flags")  # shared settings, included by the others
+INCLUDES = ("base.flags", "ml100k.flags", "amusic.flags")  # shared settings, included by the others
 CONFIGS = sorted(p for p in glob.glob(os.path.join(REPO, "configs", "*.flags"))
                  if os.path.basename(p) not in INCLUDES)
 
@@ -31,3 +31,13 @@ def test_config_parses_and_states_its_command(path, monkeypatch):
     assert flags.FLAGS.dataset in ("citeulike-derrd", "ml-100k")
     from trainers import common
     common.model_config(flags.FLAGS)  # the model flags fit the model
+
+
+@pytest.mark.parametrize("config", ["cdae_teacher.flags", "cd_sg.flags"])
+def test_amusic_include_moves_an_ml100k_config_to_amazon_music(config, monkeypatch):
+  monkeypatch.chdir(REPO)
+  with flagsaver.flagsaver():
+    flags.FLAGS(["prog", f"--flagfile=configs/{config}", "--flagfile=configs/amusic.flags"])
+    assert flags.FLAGS.dataset == "amazon-music"
+    assert (flags.FLAGS.min_user_interactions, flags.FLAGS.min_item_interactions) == (10, 5)
+    assert flags.FLAGS.eval_protocol == "full" and flags.FLAGS.split == "timestamp"

@@ -111,7 +111,7 @@ def test_dcd_training_step_tracks_every_part_and_keeps_teacher(tiny):
                 "item_topk": teacher_lib.item_topk(teacher, tiny, method.item_k)})
   method.refresh(0)
   distiller = Distiller(student, teacher, method)
-  distiller.declare_parts(method.part_names())
+  distiller.declare_parts()
   distiller.compile(optimizer=keras.optimizers.Adam(0.05))
   from tfkd.data import pipelines
   method.rrd.resample(1)

@@ -25,7 +25,7 @@ def rrd_setup(d, **kw):
                if method.item_k else None}
   method.setup(d, student, teacher, knowledge)
   distiller = Distiller(student, teacher, method)
-  distiller.declare_parts(method.part_names())
+  distiller.declare_parts()
   return distiller, method, knowledge
 
 

@@ -294,7 +294,7 @@ def distill(config: DistillConfig):
   student = _build(config.model, dataset, config.model_config)
   method.setup(dataset, student, teacher, knowledge)
   distiller = distill_lib.Distiller(student, teacher, method)
-  distiller.declare_parts(method.part_names())
+  distiller.declare_parts()
   train_data = student.make_train_dataset(dataset, config.batch_size, seed=config.seed)
 
   def extra_metrics():

@@ -60,8 +60,34 @@ flags.DEFINE_float("dcd_user_weight", 1e-4, "lambda_UCD (0 disables the user sid
 flags.DEFINE_float("dcd_item_weight", 1e-4, "lambda_ICD (0 disables the item side).",
                    lower_bound=0.0)
 flags.DEFINE_bool("dcd_deterministic", False, "Take the largest errors instead of sampling.")
-flags.DEFINE_integer("refresh_every", 5, "Epochs between refreshes of the student's ranks.",
+flags.DEFINE_integer("refresh_every", 5, "Epochs between refreshes of the student's ranks (DCD) "
+                     "or redraws of the samples (CD).", lower_bound=1)
+# RD.
+flags.DEFINE_integer("rd_top", 15, "RD: the teacher's top-K items taken as positives.",
                      lower_bound=1)
+flags.DEFINE_float("rd_lambda", 1.0, "RD: position weights exp(-r / lambda).", lower_bound=1e-12)
+flags.DEFINE_float("rd_weight", 0.5, "RD: lambda of (1 - lambda) L_CF + lambda L_KD.",
+                   lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_integer("rd_dynamic_start", 10, "RD: first epoch of the dynamic weights (-1: never).",
+                     lower_bound=-1)
+flags.DEFINE_float("rd_mu", 0.1, "RD: mu of the dynamic weights.", lower_bound=1e-12)
+flags.DEFINE_integer("rd_num_samples", 100, "RD: items sampled to estimate the student's ranks.",
+                     lower_bound=1)
+# CD.
+flags.DEFINE_enum("cd_guide", "teacher", ["uniform", "teacher", "student"],
+                  "CD: whose ranking the samples follow: uniform (CD-Base), teacher (CD-TG), "
+                  "student (CD-SG).")
+flags.DEFINE_enum("cd_scheme", "linear", ["linear", "exponential"], "CD: rank-aware sampling.")
+flags.DEFINE_float("cd_slope", 0.1, "CD: slope of the exponential scheme.", lower_bound=1e-12)
+flags.DEFINE_float("cd_sample_ratio", 0.5, "CD: sample ceil(ratio x the user's training items).",
+                   lower_bound=0.0)
+flags.DEFINE_integer("cd_sample_size", 0, "CD: sample this many items per user instead (> 0).",
+                     lower_bound=0)
+flags.DEFINE_float("cd_alpha", 2.0, "CD: soft target sigmoid((t - beta) / alpha).",
+                   lower_bound=1e-12)
+flags.DEFINE_float("cd_beta", 1.0, "CD: soft target shift beta.")
+flags.DEFINE_float("cd_weight", 0.5, "CD: lambda of (1 - lambda) L_CF + lambda L_KD.",
+                   lower_bound=0.0, upper_bound=1.0)
 
 
 def rrd_config():
@@ -83,7 +109,22 @@ def dcd_config():
       chunk_size=FLAGS.knowledge_chunk_size, seed=FLAGS.seed)
 
 
-METHOD_CONFIGS = {"rrd": rrd_config, "dcd": dcd_config}
+def rd_config():
+  return distill.RDConfig(
+      top=FLAGS.rd_top, lam=FLAGS.rd_lambda, weight=FLAGS.rd_weight,
+      dynamic_start=FLAGS.rd_dynamic_start, mu=FLAGS.rd_mu, num_samples=FLAGS.rd_num_samples,
+      seed=FLAGS.seed)
+
+
+def cd_config():
+  return distill.CDConfig(
+      guide=FLAGS.cd_guide, scheme=FLAGS.cd_scheme, slope=FLAGS.cd_slope,
+      sample_ratio=FLAGS.cd_sample_ratio, sample_size=FLAGS.cd_sample_size, alpha=FLAGS.cd_alpha,
+      beta=FLAGS.cd_beta, weight=FLAGS.cd_weight, refresh_every=FLAGS.refresh_every,
+      chunk_size=FLAGS.knowledge_chunk_size, seed=FLAGS.seed)
+
+
+METHOD_CONFIGS = {"rrd": rrd_config, "dcd": dcd_config, "rd": rd_config, "cd": cd_config}
 
 
 def distill_config():

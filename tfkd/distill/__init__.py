@@ -2,6 +2,8 @@
 
 from tfkd.distill import losses, ranks, samplers, teacher
 from tfkd.distill.base import METHODS, Distiller, Method, get, register
-from tfkd.distill import dcd, rrd  # register "dcd" and "rrd"  # noqa: E402
+from tfkd.distill import cd, dcd, rd, rrd  # register the methods by name  # noqa: E402
+from tfkd.distill.cd import CDConfig
 from tfkd.distill.dcd import DCDConfig
+from tfkd.distill.rd import RDConfig
 from tfkd.distill.rrd import RRDConfig

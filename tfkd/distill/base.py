@@ -47,6 +47,14 @@ class Method:
   def setup(self, dataset, student, teacher, knowledge):
     """Called once before training with the teacher's rankings (`knowledge`)."""
 
+  def base_parts(self, student, x, y, y_pred, training):
+    """{part name: scalar}: the student's own objective in the total loss. By default its whole
+    `compute_loss`, unweighted; RD and CD reweight it, CD replaces its data term."""
+    return {"base_loss": student.compute_loss(x=x, y=y, y_pred=y_pred, training=training)}
+
+  def base_part_names(self):
+    return ["base_loss"]
+
   def loss_parts(self, student, x):
     """{part name: weighted scalar loss} added to the student's own loss."""
     return {}
@@ -61,6 +69,21 @@ class Method:
   def extra_metrics(self):
     """Method-specific results merged into metrics.json (e.g. DCD's discrepancy per refresh)."""
     return {}
+
+
+class EpochCallback(keras.callbacks.Callback):
+  """Calls `fn(epoch)` at the start of every `every`-th epoch (0, every, 2 every, ...): how
+  methods redraw or refresh sampler state before the steps that read it."""
+
+  def __init__(self, fn, every=1):
+    super().__init__()
+    if every <= 0:
+      raise ValueError(f"every must be positive, got {every}")
+    self.fn, self.every = fn, int(every)
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if epoch % self.every == 0:
+      self.fn(epoch)
 
 
 class Distiller(keras.Model):
@@ -82,7 +105,7 @@ class Distiller(keras.Model):
     return self.student.score_all(users)
 
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-    parts = {"base_loss": self.student.compute_loss(x=x, y=y, y_pred=y_pred, training=training)}
+    parts = self.method.base_parts(self.student, x, y, y_pred, training)
     parts.update(self.method.loss_parts(self.student, x))
     for name, value in parts.items():
       if name not in self.trackers:
@@ -90,8 +113,9 @@ class Distiller(keras.Model):
       self.trackers[name].update_state(value)
     return tf.add_n(list(parts.values()))
 
-  def declare_parts(self, names):
-    for name in ["base_loss", *names]:
+  def declare_parts(self):
+    """One tracker per loss part of the method (call after `method.setup`)."""
+    for name in [*self.method.base_part_names(), *self.method.part_names()]:
       self.trackers[name] = keras.metrics.Mean(name=name)
 
   @property

@@ -56,3 +56,35 @@ class RelaxedPermutationLoss(keras.losses.Loss):
 
   def get_config(self):
     return dict(super().get_config(), num_ordered=self.num_ordered)
+
+
+@register("soft_target_bce")
+class SoftTargetBCE(keras.losses.Loss):
+  """CD's knowledge-distillation loss: binary cross-entropy between the student's probability
+  sigmoid(y_pred) and the teacher's soft target sigmoid((y_true - beta) / alpha), where y_true
+  holds the teacher's logits of the same [B, N] entries; mean over entries, then over rows."""
+
+  def __init__(self, alpha=1.0, beta=0.0, name="soft_target_bce",
+               reduction="sum_over_batch_size", **kwargs):
+    super().__init__(name=name, reduction=reduction, **kwargs)
+    if alpha <= 0:
+      raise ValueError(f"alpha must be positive, got {alpha}")
+    self.alpha, self.beta = float(alpha), float(beta)
+
+  def call(self, y_true, y_pred):
+    return losses_impl.soft_target_bce(y_pred, y_true, self.alpha, self.beta)
+
+  def get_config(self):
+    return dict(super().get_config(), alpha=self.alpha, beta=self.beta)
+
+
+@register("weighted_log_sigmoid")
+class WeightedLogSigmoid(keras.losses.Loss):
+  """RD's knowledge-distillation loss: -sum_r w_r log sigmoid(y_pred_r), the teacher's top-K items
+  as weighted positives; y_true holds the weights w [B, K]."""
+
+  def __init__(self, name="weighted_log_sigmoid", reduction="sum_over_batch_size", **kwargs):
+    super().__init__(name=name, reduction=reduction, **kwargs)
+
+  def call(self, y_true, y_pred):
+    return losses_impl.weighted_log_sigmoid_nll(y_pred, y_true)

@@ -81,3 +81,38 @@ def discrepancy(student_rank, teacher_rank, mu):
   """
   diff = tf.cast(student_rank, tf.float32) - tf.cast(teacher_rank, tf.float32)
   return tf.tanh(tf.maximum(mu * diff, 0.0))
+
+
+def soft_target_bce(student_logits, teacher_logits, alpha=1.0, beta=0.0, mask=None):
+  """CD's L_KD per row: the mean over the row's entries of the binary cross-entropy between the
+  student's probability sigmoid(s) and the teacher's soft target q = sigmoid((t - beta) / alpha)
+  (alpha: the temperature, scaling; beta: the shift; alpha = 1, beta = 0 is the plain logistic).
+
+      -[q log sigmoid(s) + (1 - q) log(1 - sigmoid(s))] = q softplus(-s) + (1 - q) softplus(s)
+
+  Args:
+    student_logits, teacher_logits: [B, N].
+    mask: optional bool [B, N]; False entries are left out (a row without any gives 0).
+  Returns: [B].
+  """
+  s = tf.convert_to_tensor(student_logits)
+  q = tf.sigmoid((tf.cast(teacher_logits, s.dtype) - beta) / alpha)
+  bce = q * tf.nn.softplus(-s) + (1.0 - q) * tf.nn.softplus(s)
+  if mask is None:
+    return tf.reduce_mean(bce, axis=1)
+  w = tf.cast(mask, s.dtype)
+  return tf.reduce_sum(w * bce, axis=1) / tf.maximum(tf.reduce_sum(w, axis=1), 1.0)
+
+
+def weighted_log_sigmoid_nll(logits, weights):
+  """RD's L_KD per row: -sum_r w_r log sigmoid(s_r), the teacher's top-K items taken as positives
+  with weights w ([B, K] each)."""
+  logits = tf.convert_to_tensor(logits)
+  return tf.reduce_sum(tf.cast(weights, logits.dtype) * tf.nn.softplus(-logits), axis=1)
+
+
+def rd_position_weights(k, lam):
+  """RD's static weights of the teacher's top-k positions r = 1..k: exp(-r / lam), normalised to
+  sum to 1. float32 [k]."""
+  w = tf.exp(-tf.range(1, k + 1, dtype=tf.float64) / lam)
+  return tf.cast(w / tf.reduce_sum(w), tf.float32)

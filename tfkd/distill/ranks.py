@@ -40,9 +40,26 @@ def ranks_of(scores, queries):
   """
   scores = np.asarray(scores)
   queries = np.asarray(queries)
-  blocks = np.array_split(np.arange(scores.shape[0]), min(_WORKERS, len(scores)) or 1)
-  parts = list(_POOL.map(lambda rows: _ranks_block(scores[rows], queries[rows]), blocks))
-  return np.concatenate(parts, axis=0) if parts else np.zeros(queries.shape, np.int32)
+  if scores.shape[0] == 0:
+    return np.zeros(queries.shape, np.int32)
+  return _blocks(_ranks_block, scores, queries)
+
+
+def _blocks(fn, *arrays):
+  """fn over blocks of rows of `arrays` on the thread pool, concatenated along rows."""
+  n = arrays[0].shape[0]
+  blocks = np.array_split(np.arange(n), min(_WORKERS, n) or 1)
+  return np.concatenate(list(_POOL.map(lambda rows: fn(*(a[rows] for a in arrays)), blocks)),
+                        axis=0)
+
+
+def descending_order(scores):
+  """scores [B, N] (masked entries -inf) -> int32 [B, N]: each row's columns, best first; ties
+  (and the masked entries, last) in column order. Blocks of rows sort on parallel threads."""
+  scores = np.asarray(scores)
+  if scores.shape[0] == 0:
+    return np.zeros(scores.shape, np.int32)
+  return _blocks(lambda s: np.argsort(-s, axis=1, kind="stable").astype(np.int32), scores)
 
 
 def rank_gaps(scores, teacher_top):

@@ -170,7 +170,7 @@ class RRD(base.Method):
       self._draw(tf.constant(self.config.seed * 1000003 + epoch, tf.int64))
 
   def callbacks(self):
-    return [ResampleCallback(self)] if self.lists else []
+    return [base.EpochCallback(self.resample)] if self.lists else []
 
   def batch_rows(self, x):
     """The batch's distinct users, and its distinct positive items (item side)."""
@@ -214,14 +214,3 @@ class RRD(base.Method):
 
   def loss_parts(self, student, x):
     return self.parts(student, *self.batch_rows(x))
-
-
-class ResampleCallback(keras.callbacks.Callback):
-  """Redraws RRD's lists at the start of every epoch."""
-
-  def __init__(self, method):
-    super().__init__()
-    self.method = method
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self.method.resample(epoch)

@@ -45,3 +45,59 @@ def rank_probabilities(top, temperature):
   """The single-draw probabilities behind `rank_positions` (for tests and docs)."""
   logits = -(tf.range(top, dtype=tf.float64) + 1.0) / temperature
   return tf.nn.softmax(logits)
+
+
+RANK_SCHEMES = ("uniform", "linear", "exponential")
+
+
+def rank_aware_positions(counts, width, scheme, slope, seed):
+  """CD's rank-aware sampling: `width` positions per row in [0, n) of a row's n ranked entries,
+  drawn independently (with replacement, as the paper's Algorithm 1 draws).
+
+  With r_k the relative rank of position k (0 = top):
+    "uniform":     p(k) = 1 / n                                          (CD-Base)
+    "linear":      p(k) ~ 1 - r_k, r_k = (k + 1/2) / n: p(k) = (2 (n - k) - 1) / n^2
+    "exponential": p(k) ~ exp(-r_k / slope), r_k = k / n
+  Exact by inversion: a continuous relative rank x in [0, 1) is drawn from the density 2 (1 - x)
+  (linear) or ~ exp(-x / slope) (exponential) and floor(x n) is its position; each position's
+  probability is the density's mass over [k / n, (k + 1) / n), which is the formula above. The
+  paper's rejection sampler has the same distribution, one uniform draw per sample instead of a
+  random number of them.
+
+  Args:
+    counts: int [B], n per row (rows with n = 0 get position 0; mask them).
+    width: samples per row.
+    scheme: one of RANK_SCHEMES.
+    slope: the exponential scheme's slope (> 0).
+    seed: int64 [2] stateless seed.
+  Returns: int32 [B, width].
+  """
+  if scheme not in RANK_SCHEMES:
+    raise ValueError(f"scheme must be one of {RANK_SCHEMES}, got {scheme!r}")
+  counts = tf.cast(counts, tf.float64)
+  u = tf.random.stateless_uniform(tf.stack([tf.shape(counts)[0], width]), seed=seed,
+                                  dtype=tf.float64)
+  if scheme == "uniform":
+    x = u
+  elif scheme == "linear":
+    x = 1.0 - tf.sqrt(1.0 - u)
+  else:
+    x = -slope * tf.math.log1p(u * tf.math.expm1(tf.constant(-1.0 / slope, tf.float64)))
+  positions = tf.floor(x * counts[:, None])
+  positions = tf.clip_by_value(positions, 0.0, tf.maximum(counts[:, None] - 1.0, 0.0))
+  return tf.cast(positions, tf.int32)
+
+
+def rank_aware_probabilities(n, scheme, slope=1.0):
+  """float64 [n]: the probability of each position under `rank_aware_positions` (for tests/docs)."""
+  k = tf.range(n, dtype=tf.float64)
+  n = tf.cast(n, tf.float64)
+  if scheme == "uniform":
+    return tf.fill(tf.shape(k), 1.0 / n)
+  if scheme == "linear":
+    return (2.0 * (n - k) - 1.0) / n ** 2
+  if scheme == "exponential":
+    step = 1.0 / (n * slope)
+    total = -tf.math.expm1(tf.constant(-1.0 / slope, tf.float64))
+    return tf.exp(-k * step) * -tf.math.expm1(-step) / total
+  raise ValueError(f"scheme must be one of {RANK_SCHEMES}, got {scheme!r}")

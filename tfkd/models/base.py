@@ -13,9 +13,11 @@ whose scores factor (BPR: dot products) overrides them.
 
 Higher scores rank first. Training goes through Keras `fit`: a model's `compute_loss` is the one
 hook (TFRS `models/base.py`), and `make_train_dataset` builds the `tf.data` pipeline its loss
-expects, so trainers stay model-agnostic. The default pipeline gives rows of (user, observed item,
-`num_negatives` uniform unobserved items); `sampled_log_loss`, `sampled_bpr_loss` and `rows_l2`
-are the losses the models compute over them.
+expects, so trainers stay model-agnostic. `compute_loss` is `data_loss(y_pred) +
+regularization(x)`, split so that a distillation method (CD's selective cross-entropy) can replace
+the data term and keep the model's penalty. The default pipeline gives rows of (user, observed
+item, `num_negatives` uniform unobserved items); `sampled_log_loss`, `sampled_bpr_loss`,
+`selective_log_loss` and `rows_l2` are the losses computed over them.
 """
 
 import keras
@@ -34,6 +36,12 @@ def sampled_log_loss(y_pred):
 def sampled_bpr_loss(y_pred):
   """y_pred [B, 1 + k] -> mean of softplus(-(s_pos - s_neg)) over the B x k pairs."""
   return tf.reduce_mean(tf.nn.softplus(-(y_pred[:, :1] - y_pred[:, 1:])))
+
+
+def selective_log_loss(y_pred):
+  """y_pred [B, 1 + k] -> mean softplus(-s_pos): the CD paper's selective cross-entropy, over the
+  observed items only (column 0); the sampled negatives are left out."""
+  return tf.reduce_mean(tf.nn.softplus(-y_pred[:, 0]))
 
 
 def rows_l2(l2, batch_size, *rows):
@@ -87,6 +95,19 @@ class Recommender(keras.Model):
   def attach(self, dataset):
     """Stores what the model scores from besides its weights (CDAE: users' training rows; Caser:
     their latest items) as non-trainable variables. Nothing for most models."""
+
+  def data_loss(self, y_pred):
+    """The model's objective over a batch's scores y_pred [B, 1 + k] (observed item first); the
+    pointwise log loss unless a model says otherwise."""
+    return sampled_log_loss(y_pred)
+
+  def regularization(self, x):
+    """The penalty on the batch's parameters (L2 of the rows it touches); 0 by default."""
+    return tf.constant(0.0)
+
+  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    """Keras' loss hook: `data_loss(y_pred) + regularization(x)`."""
+    return self.data_loss(y_pred) + self.regularization(x)
 
   def make_train_dataset(self, dataset, batch_size, seed):
     """The model's training pipeline over a `tfkd.data.Dataset` (one epoch per iteration); by

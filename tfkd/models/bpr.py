@@ -56,15 +56,16 @@ class BPR(Recommender):
       return ops.gather_dot(self.item_embedding(items), self.user_embedding.embeddings, users)
     return tf.einsum("bd,bnd->bn", self.item_embedding(items), self.user_embedding(users))
 
-  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-    """x: {"user": [B], "item": [B, 1 + k]}; y_pred [B, 1 + k]: the observed item's score, then
-    k sampled negatives' scores."""
-    loss = sampled_bpr_loss(y_pred)
-    if self.l2:
-      users = tf.cast(x["user"], tf.int32)
-      loss += rows_l2(self.l2, tf.shape(users)[0], self.user_embedding(users),
-                      self.item_embedding(tf.cast(x["item"], tf.int32)))
-    return loss
+  def data_loss(self, y_pred):
+    """y_pred [B, 1 + k]: the observed item's score, then k sampled negatives' scores."""
+    return sampled_bpr_loss(y_pred)
+
+  def regularization(self, x):
+    if not self.l2:
+      return tf.constant(0.0)
+    users = tf.cast(x["user"], tf.int32)
+    return rows_l2(self.l2, tf.shape(users)[0], self.user_embedding(users),
+                   self.item_embedding(tf.cast(x["item"], tf.int32)))
 
   def get_config(self):
     config = super().get_config()

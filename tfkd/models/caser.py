@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd.data import pipelines
-from tfkd.models.base import Recommender, rows_l2, sampled_log_loss
+from tfkd.models.base import Recommender, rows_l2
 
 
 def sequences(dataset, seq_len):
@@ -128,13 +128,12 @@ class Caser(Recommender):
 
   # -- training ------------------------------------------------------------------------------
 
-  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-    loss = sampled_log_loss(y_pred)
-    if self.l2:
-      users = tf.cast(x["user"], tf.int32)
-      loss += rows_l2(self.l2, tf.shape(users)[0], self.user_embedding(users),
-                      self.out_embedding(tf.cast(x["item"], tf.int32)))
-    return loss
+  def regularization(self, x):
+    if not self.l2:
+      return tf.constant(0.0)
+    users = tf.cast(x["user"], tf.int32)
+    return rows_l2(self.l2, tf.shape(users)[0], self.user_embedding(users),
+                   self.out_embedding(tf.cast(x["item"], tf.int32)))
 
   def make_train_dataset(self, dataset, batch_size, seed):
     """The pairwise pipeline plus each example's previous L items ("seq")."""

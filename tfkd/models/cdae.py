@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from tfkd.models import ops
-from tfkd.models.base import Recommender, rows_l2, sampled_log_loss
+from tfkd.models.base import Recommender, rows_l2
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
@@ -132,15 +132,12 @@ class CDAE(Recommender):
 
   # -- training ------------------------------------------------------------------------------
 
-  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-    """x: {"user": [B], "item": [B, 1 + k]}; y_pred [B, 1 + k]: the observed item's score, then
-    k sampled negatives' scores."""
-    loss = sampled_log_loss(y_pred)
-    if self.l2:
-      users = tf.cast(x["user"], tf.int32)
-      loss += rows_l2(self.l2, tf.shape(users)[0], self.user_node(users),
-                      self.item_out(tf.cast(x["item"], tf.int32)))
-    return loss
+  def regularization(self, x):
+    if not self.l2:
+      return tf.constant(0.0)
+    users = tf.cast(x["user"], tf.int32)
+    return rows_l2(self.l2, tf.shape(users)[0], self.user_node(users),
+                   self.item_out(tf.cast(x["item"], tf.int32)))
 
   def get_config(self):
     config = super().get_config()

@@ -146,16 +146,17 @@ class NeuMF(Recommender):
 
   # -- training ------------------------------------------------------------------------------
 
-  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-    """x: {"user": [B], "item": [B, 1 + k]}; y_pred [B, 1 + k]: the observed item's score, then
-    k sampled negatives' scores."""
-    loss = sampled_log_loss(y_pred) if self.loss == "bce" else sampled_bpr_loss(y_pred)
-    if self.l2:
-      users = tf.cast(x["user"], tf.int32)
-      items = tf.cast(x["item"], tf.int32)
-      loss += rows_l2(self.l2, tf.shape(users)[0], self.user_gmf(users), self.user_mlp(users),
-                      self.item_gmf(items), self.item_mlp(items))
-    return loss
+  def data_loss(self, y_pred):
+    """y_pred [B, 1 + k]: the observed item's score, then k sampled negatives' scores."""
+    return sampled_log_loss(y_pred) if self.loss == "bce" else sampled_bpr_loss(y_pred)
+
+  def regularization(self, x):
+    if not self.l2:
+      return tf.constant(0.0)
+    users = tf.cast(x["user"], tf.int32)
+    items = tf.cast(x["item"], tf.int32)
+    return rows_l2(self.l2, tf.shape(users)[0], self.user_gmf(users), self.user_mlp(users),
+                   self.item_gmf(items), self.item_mlp(items))
 
   def get_config(self):
     config = super().get_config()
