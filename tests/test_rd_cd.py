@@ -326,3 +326,14 @@ def test_entry_point_refuses_impossible_cd_flags_in_one_line(tmp_path):
   last = r.stderr.strip().splitlines()[-1]
   assert last.startswith("tfkd: error: ") and "sample_size or sample_ratio" in last
   assert not os.path.exists(os.path.join(tmp_path, "s", "metrics.json"))
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_score_lists_equals_score_for_wide_and_narrow_lists(tiny, name):
+  model = models.build_for(name, tiny, dim=4)
+  users = tf.constant([0, 3, 7])
+  rng = np.random.default_rng(0)
+  for width in (3, tiny.num_items // 2):  # below and above the 1/8-of-the-catalog switch
+    items = tf.constant(rng.integers(0, tiny.num_items, (3, width)), tf.int32)
+    np.testing.assert_allclose(model.score_lists(users, items).numpy(),
+                               model.score(users, items).numpy(), rtol=1e-5, atol=1e-6)

@@ -139,7 +139,7 @@ class CD(base.Method):
   def loss_parts(self, student, x):
     c = self.config
     users = tf.unique(tf.cast(x["user"], tf.int32)).y
-    scores = student.score(users, tf.gather(self.lists, users))
+    scores = student.score_lists(users, tf.gather(self.lists, users))
     kd = losses_impl.soft_target_bce(scores, tf.gather(self.targets, users), c.alpha, c.beta,
                                      tf.gather(self.valid, users))
     return {"cd_loss": c.weight * tf.reduce_mean(kd)}

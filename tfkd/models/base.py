@@ -74,6 +74,19 @@ class Recommender(keras.Model):
   def score_all(self, users):
     raise NotImplementedError
 
+  # True when score_all is one product with the catalog's item factors (BPR, CDAE, Caser): then
+  # scoring long lists per user is cheaper through score_all than through one gathered factor
+  # row per list entry (and its gradient is dense, not a scatter of every entry).
+  factored = False
+
+  def score_lists(self, users, items):
+    """score(users, items) for lists of a static width; gathers from score_all when the model is
+    `factored` and the lists cover at least 1/8 of the catalog."""
+    width = items.shape[1]
+    if self.factored and width is not None and width * 8 >= self.num_items:
+      return tf.gather(self.score_all(users), tf.cast(items, tf.int32), batch_dims=1)
+    return self.score(users, items)
+
   def score_users(self, items):
     """items [B] -> [B, num_users]: the score of every user for each item."""
     users = tf.range(self.num_users)

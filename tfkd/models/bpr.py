@@ -22,6 +22,8 @@ from tfkd.models.base import Recommender, rows_l2, sampled_bpr_loss
 class BPR(Recommender):
   """Matrix factorisation trained with the BPR pairwise loss."""
 
+  factored = True
+
   def __init__(self, num_users, num_items, dim=20, l2=0.0, init_stddev=0.01, num_negatives=1,
                **kwargs):
     super().__init__(num_users, num_items, num_negatives=num_negatives, **kwargs)

@@ -46,6 +46,8 @@ def sequences(dataset, seq_len):
 class Caser(Recommender):
   """Convolutional sequence embedding over the last L items, plus a user embedding."""
 
+  factored = True
+
   def __init__(self, num_users, num_items, dim=50, seq_len=5, num_h=16, num_v=4, dropout=0.5,
                l2=0.0, num_negatives=3, init_stddev=None, **kwargs):
     super().__init__(num_users, num_items, num_negatives=num_negatives, **kwargs)

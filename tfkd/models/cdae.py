@@ -27,6 +27,8 @@ from tfkd.models.base import Recommender, rows_l2
 class CDAE(Recommender):
   """Denoising auto-encoder over a user's interaction row, with a per-user input node."""
 
+  factored = True
+
   def __init__(self, num_users, num_items, dim=100, corruption=0.5, l2=0.0, num_negatives=1,
                init_stddev=0.01, num_interactions=None, **kwargs):
     super().__init__(num_users, num_items, num_negatives=num_negatives, **kwargs)
