@@ -252,14 +252,16 @@ def test_cd_loss_parts_match_numpy(tiny):
                     beta=1.0, weight=0.4)
   method.refresh(0)
   x = first_batch(tiny)
-  users = np.unique(x["user"].numpy())
+  users, counts = np.unique(x["user"].numpy(), return_counts=True)
   items = method.lists.numpy()[users]
   valid = method.valid.numpy()[users]
   s = np.take_along_axis(student.score_all(tf.constant(users)).numpy(), items, 1)
   t = np.take_along_axis(teacher.score_all(tf.constant(users)).numpy(), items, 1)
   q = sigmoid((t - 1.0) / 2.0)
   bce = q * softplus(-s) + (1 - q) * softplus(s)
-  want = 0.4 * np.mean([bce[b][valid[b]].mean() for b in range(len(users))])
+  # Per user: the sum over its sample, weighted by its share c_u / n_u of the batch; / batch.
+  n = np.bincount(tiny.train_users, minlength=tiny.num_users)[users]
+  want = 0.4 * np.sum(counts / n * [bce[b][valid[b]].sum() for b in range(len(users))]) / 64
   np.testing.assert_allclose(float(method.loss_parts(student, x)["cd_loss"]), want, rtol=1e-5)
   # L_CF: selective cross-entropy over the observed items only, plus the student's penalty.
   y_pred = student(x)
@@ -267,6 +269,10 @@ def test_cd_loss_parts_match_numpy(tiny):
   np.testing.assert_allclose(
       float(cf), 0.6 * np.mean(softplus(-y_pred.numpy()[:, 0])) + float(student.regularization(x)),
       rtol=1e-5)
+  method.config.cf_loss = "full"
+  np.testing.assert_allclose(
+      float(method.base_parts(student, x, None, y_pred, True)["cf_loss"]),
+      0.6 * float(student.compute_loss(x=x, y_pred=y_pred)), rtol=1e-6)
   np.testing.assert_allclose(float(selective_log_loss(y_pred)),
                              np.mean(softplus(-y_pred.numpy()[:, 0])), rtol=1e-6)
 

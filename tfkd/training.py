@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfkd import io, models, optimizers
+from tfkd import io, models, optimizers, resume
 from tfkd.data import load_dataset
 from tfkd.errors import ConfigError
 from tfkd.evaluation import Evaluator
@@ -97,15 +97,28 @@ def prepare_workdir(workdir):
 
 
 class ValidationCallback(keras.callbacks.Callback):
-  """Evaluates every `every` epochs; keeps the best weights; stops after `patience` evaluations
-  without improvement; restores the best weights when training ends."""
+  """Evaluates every `every` epochs; keeps the best weights of `target` (the fitted model by
+  default; the student when a Distiller is fitted); stops after `patience` evaluations without
+  improvement; restores the best weights when training ends."""
 
-  def __init__(self, evaluator, every, patience, metric, writer=None):
+  def __init__(self, evaluator, every, patience, metric, writer=None, target=None):
     super().__init__()
     self.evaluator, self.every, self.patience, self.metric = evaluator, every, patience, metric
-    self.writer = writer
+    self.writer, self.target = writer, target
     self.best, self.best_epoch, self.best_weights, self.wait = -np.inf, 0, None, 0
     self.history = []
+
+  def _weights(self):
+    return (self.target or self.model).weights
+
+  def get_state(self):
+    return {"best": None if np.isinf(self.best) else float(self.best),
+            "best_epoch": self.best_epoch, "wait": self.wait, "history": self.history}
+
+  def set_state(self, state, best_weights):
+    self.best = -np.inf if state["best"] is None else state["best"]
+    self.best_epoch, self.wait = state["best_epoch"], state["wait"]
+    self.history, self.best_weights = list(state["history"]), best_weights
 
   def on_epoch_end(self, epoch, logs=None):
     if (epoch + 1) % self.every:
@@ -121,7 +134,7 @@ class ValidationCallback(keras.callbacks.Callback):
                  " ".join(f"{k}={v:.4f}" for k, v in sorted(result.items())))
     if result[self.metric] > self.best:
       self.best, self.best_epoch, self.wait = result[self.metric], epoch + 1, 0
-      self.best_weights = [w.numpy() for w in self.model.weights]
+      self.best_weights = [w.numpy() for w in self._weights()]
     else:
       self.wait += 1
       if self.wait >= self.patience:
@@ -129,7 +142,7 @@ class ValidationCallback(keras.callbacks.Callback):
 
   def on_train_end(self, logs=None):
     if self.best_weights is not None:
-      for variable, value in zip(self.model.weights, self.best_weights):
+      for variable, value in zip(self._weights(), self.best_weights):
         variable.assign(value)
 
 
@@ -202,27 +215,52 @@ def _build(name, dataset, model_config):
     raise ConfigError(f"model {name!r}: {e}") from None
 
 
-def fit_evaluate_save(config, dataset, fit_model, student, train_data, callbacks=(),
-                      extra_metrics=dict):
-  """Fits `fit_model` (the student itself, or a Distiller around it) with validation-based early
-  stopping, evaluates `student` on valid and test, writes the workdir; returns metrics."""
+def fit_evaluate_save(config, dataset, fit_model, student, method=None, extra_metrics=dict):
+  """Fits `fit_model` (the student itself, or a Distiller around it with `method`) with
+  validation-based early stopping, evaluates `student` on valid and test, writes the workdir;
+  returns metrics.
+
+  Resumable: the training state is checkpointed every epoch (`tfkd.resume`); a run started again
+  with the same configuration and workdir continues from the last completed epoch and ends as the
+  uninterrupted run would.
+  """
   fit_model.compile(optimizer=optimizers.get(config.optimizer, config.learning_rate),
                     steps_per_execution=config.steps_per_execution)
+  student.build_for_dataset()
+  fit_model.optimizer.build(fit_model.trainable_variables)
   logdir = os.path.join(config.workdir, "logs")
   writer = tf.summary.create_file_writer(os.path.join(logdir, "validation"))
   validation = ValidationCallback(
       Evaluator(dataset, "valid", config.eval_protocol, config.cutoffs, config.eval_batch_size),
-      config.eval_every, config.patience, config.early_stop_metric, writer)
-  callbacks = [*callbacks, keras.callbacks.TensorBoard(logdir, write_graph=False, profile_batch=0),
-               validation, keras.callbacks.TerminateOnNaN()]
-  start = time.time()
-  history = fit_model.fit(train_data, epochs=config.epochs, callbacks=callbacks,
-                          verbose=config.verbose, shuffle=False)  # the pipeline shuffles
+      config.eval_every, config.patience, config.early_stop_metric, writer, target=student)
+  method_variables = method.state_variables() if method is not None else []
+  checkpoint = resume.Checkpoint(
+      config.workdir, config, [*student.variables, *fit_model.optimizer.variables,
+                               *method_variables], validation, method)
+  state = checkpoint.restore()
+  if state.epoch:
+    logging.info("resuming %s after epoch %d", config.workdir, state.epoch)
+  start = time.time() - state.train_seconds
+  if not state.stopped and state.epoch < config.epochs:
+    train_data = student.make_train_dataset(dataset, config.batch_size, seed=config.seed,
+                                            first_epoch=state.epoch)
+    callbacks = [*(method.callbacks() if method is not None else []),
+                 keras.callbacks.TensorBoard(logdir, write_graph=False, profile_batch=0),
+                 validation, keras.callbacks.TerminateOnNaN(),
+                 resume.CheckpointCallback(checkpoint, state, lambda: time.time() - start)]
+    history = fit_model.fit(
+        train_data, epochs=config.epochs, initial_epoch=state.epoch, callbacks=callbacks,
+        verbose=config.verbose, shuffle=False)  # the pipeline shuffles
+    losses = history.history.get("loss", [])
+    if losses and not np.isfinite(losses[-1]):
+      kept = (f"; the last good checkpoint (epoch {state.epoch}) is kept in {checkpoint.path}"
+              if state.epoch else "")
+      raise ConfigError(f"training diverged: loss is {losses[-1]} at epoch "
+                        f"{state.epoch + 1}; lower --learning_rate{kept}")
+  elif validation.best_weights is not None:  # stopped before the kill: put the best weights back
+    validation.on_train_end()
   train_seconds = time.time() - start
-  losses = history.history.get("loss", [])
-  if losses and not np.isfinite(losses[-1]):
-    raise ConfigError(f"training diverged: loss is {losses[-1]} at epoch {len(losses)}; "
-                      "lower --learning_rate")
+  epochs_run = state.epoch
 
   results = evaluate_splits(student, dataset, config.eval_protocol, config.cutoffs,
                             config.eval_batch_size)
@@ -230,13 +268,14 @@ def fit_evaluate_save(config, dataset, fit_model, student, train_data, callbacks
   with io.atomic_path(os.path.join(config.workdir, "test_ranks.npz")) as tmp:
     np.savez(tmp, users=results["test"].users, ranks=results["test"].ranks)
   metrics = {split: r.metrics for split, r in results.items()}
-  metrics.update(best_epoch=validation.best_epoch, epochs_run=len(losses),
+  metrics.update(best_epoch=validation.best_epoch, epochs_run=epochs_run,
                  train_seconds=round(train_seconds, 2),
-                 seconds_per_epoch=round(train_seconds / max(len(losses), 1), 3),
+                 seconds_per_epoch=round(train_seconds / max(epochs_run, 1), 3),
                  protocol=config.eval_protocol, dataset=dataset.name, seed=config.seed,
                  num_parameters=int(student.count_params()))
   metrics.update(extra_metrics())
   io.write_json(os.path.join(config.workdir, METRICS_FILE), metrics)
+  checkpoint.remove()
   logging.info("test %s", " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics["test"].items())))
   return metrics
 
@@ -245,8 +284,7 @@ def train(config: TrainConfig):
   """Trains, evaluates and saves one model; returns the metrics dict written to metrics.json."""
   dataset = _load_data(config)
   model = _build(config.model, dataset, config.model_config)
-  train_data = model.make_train_dataset(dataset, config.batch_size, seed=config.seed)
-  return fit_evaluate_save(config, dataset, model, model, train_data)
+  return fit_evaluate_save(config, dataset, model, model)
 
 
 GAP_TOP = 50  # the teacher's list over which the final rank discrepancy is measured
@@ -295,7 +333,6 @@ def distill(config: DistillConfig):
   method.setup(dataset, student, teacher, knowledge)
   distiller = distill_lib.Distiller(student, teacher, method)
   distiller.declare_parts()
-  train_data = student.make_train_dataset(dataset, config.batch_size, seed=config.seed)
 
   def extra_metrics():
     # Fig. 1a of the DCD paper for the final student: mean |R_S - R_T| over the teacher's top-50.
@@ -305,5 +342,4 @@ def distill(config: DistillConfig):
             for side in ("user", "item")}
     return {**method.extra_metrics(), "discrepancy": gaps}
 
-  return fit_evaluate_save(config, dataset, distiller, student, train_data, method.callbacks(),
-                           extra_metrics)
+  return fit_evaluate_save(config, dataset, distiller, student, method, extra_metrics)

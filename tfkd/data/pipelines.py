@@ -63,17 +63,21 @@ def sample_unobserved(seen: SeenSet, users, k, seed, max_rounds=1000):
   return items
 
 
-def epoch_batches(num_examples, batch_size, seed, make_batch):
-  """One epoch per iteration: a stateless permutation of the examples, cut into batches.
+def epoch_batches(num_examples, batch_size, seed, make_batch, first_epoch=None):
+  """One epoch per iteration: a stateless permutation of the examples, cut into batches; each
+  iteration of the dataset (each epoch of `model.fit(data, epochs=n)`) is a new epoch.
 
-  The permutation and the per-batch seeds derive from a per-epoch seed drawn by
-  `tf.data.Dataset.random(seed, rerandomize_each_iteration=True)`, so each epoch differs and a
-  run is reproducible. Shuffling is one vectorised op per epoch, not an element-wise buffer.
+  The permutation and the per-batch seeds derive from the epoch's seed:
+  - `first_epoch=None`: drawn by `tf.data.Dataset.random(seed, rerandomize_each_iteration=True)`;
+  - `first_epoch=k`: iteration i is epoch k + i, seeded by (seed, k + i) alone (an epoch counter
+    variable counts the iterations). A run resumed at epoch k sees exactly the batches the
+    uninterrupted run saw from epoch k on; the trainers use this mode.
+  Shuffling is one vectorised op per epoch, not an element-wise buffer.
 
   Args:
     make_batch: (example indices int32 [b], batch seed int64 [2]) -> batch structure.
   """
-  num_batches = -(-num_examples // batch_size)
+  batches = -(-num_examples // batch_size)
 
   def epoch(epoch_seed):
     perm = tf.random.experimental.stateless_shuffle(
@@ -84,15 +88,28 @@ def epoch_batches(num_examples, batch_size, seed, make_batch):
       indices = perm[b32 * batch_size:tf.minimum((b32 + 1) * batch_size, num_examples)]
       return make_batch(indices, tf.stack([epoch_seed, b + 1]))
 
-    return tf.data.Dataset.range(num_batches).map(
+    return tf.data.Dataset.range(batches).map(
         batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-  seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+  if first_epoch is None:
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+  else:
+    with tf.init_scope():  # a plain variable, outside any function or distribution scope
+      counter = tf.Variable(int(first_epoch), dtype=tf.int64, trainable=False)
+
+    def epoch_seed(_):
+      epoch = counter.assign_add(1) - 1
+      # A stateless mix of (seed, epoch): distinct epochs and seeds never share a permutation.
+      return tf.random.experimental.stateless_fold_in(tf.constant([seed, 0x7fdcd], tf.int64),
+                                                      epoch)[0]
+
+    seeds = tf.data.Dataset.from_tensors(0).map(epoch_seed)
   return seeds.flat_map(epoch).prefetch(tf.data.AUTOTUNE)
 
 
-def pairwise(dataset, batch_size, num_negatives=1, seed=0, extra=None):
-  """Batches of {"user": [B], "item": [B, 1 + num_negatives]}, one epoch per pass.
+def pairwise(dataset, batch_size, num_negatives=1, seed=0, extra=None, first_epoch=None):
+  """Batches of {"user": [B], "item": [B, 1 + num_negatives]}, one epoch per pass (epochs counted
+  from `first_epoch` when given; see `epoch_batches`).
 
   Column 0 of "item" is the observed item; the other columns are uniform unobserved items.
   `extra`: {name: array [num_train, ...]} of per-interaction inputs (in the dataset's training
@@ -109,4 +126,4 @@ def pairwise(dataset, batch_size, num_negatives=1, seed=0, extra=None):
     return {"user": u, "item": tf.concat([i[:, None], negatives], axis=1),
             **{name: tf.gather(value, indices) for name, value in extra.items()}}
 
-  return epoch_batches(dataset.num_train, batch_size, seed, make_batch)
+  return epoch_batches(dataset.num_train, batch_size, seed, make_batch, first_epoch)

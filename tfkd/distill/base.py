@@ -66,6 +66,17 @@ class Method:
   def callbacks(self):
     return []
 
+  def state_variables(self):
+    """The tf.Variables of the method's sampler state: saved in every resume checkpoint."""
+    return []
+
+  def get_history(self):
+    """JSON-able records kept for metrics.json (e.g. DCD's refreshes): saved with the state."""
+    return {}
+
+  def set_history(self, history):
+    """Restores what `get_history` returned."""
+
   def extra_metrics(self):
     """Method-specific results merged into metrics.json (e.g. DCD's discrepancy per refresh)."""
     return {}

@@ -3,10 +3,11 @@
   L = (1 - weight) L_CF + weight L_KD
 
 L_CF, the student's *selective* cross-entropy: -log sigmoid(s) over the batch's observed items only
-(the sampled negatives of the student's pipeline are left out), plus the student's own penalty.
-L_KD: for each user of the batch, the binary cross-entropy between the student's probability
-sigmoid(s_ui) and the teacher's soft target sigmoid((t_ui - beta) / alpha) over a sample of the
-user's unobserved items, averaged over the sample and the users.
+(the sampled negatives of the student's pipeline are left out), plus the student's own penalty;
+`cf_loss="full"` keeps the student's own loss instead (its sampled negatives included).
+L_KD: the binary cross-entropy between the student's probability sigmoid(s_ui) and the teacher's
+soft target sigmoid((t_ui - beta) / alpha), summed over a sample of the user's unobserved items;
+each sampled item weighs as much as one observed item (see `loss_parts`).
 
 The sample is drawn by rank-aware sampling (`samplers.rank_aware_positions`) over the user's
 unobserved items ranked by the `guide`:
@@ -48,6 +49,7 @@ class CDConfig:
   alpha: float = 2.0  # soft target sigmoid((t - beta) / alpha)
   beta: float = 1.0
   weight: float = 0.5  # lambda
+  cf_loss: str = "selective"  # or "full": the student's own loss, sampled negatives included
   refresh_every: int = 1
   chunk_size: int = 1024
   seed: int = 0
@@ -66,6 +68,8 @@ class CDConfig:
       raise ConfigError(f"cd alpha must be positive, got {self.alpha}")
     if not 0.0 <= self.weight <= 1.0:
       raise ConfigError(f"cd weight must be in [0, 1], got {self.weight}")
+    if self.cf_loss not in ("selective", "full"):
+      raise ConfigError(f"cd cf_loss must be 'selective' or 'full', got {self.cf_loss!r}")
     if self.refresh_every <= 0:
       raise ConfigError(f"cd refresh_every must be positive, got {self.refresh_every}")
 
@@ -83,6 +87,7 @@ class CD(base.Method):
     self.student, self.teacher = student, teacher
     self.scorer = ranks.SideScorer(dataset, "user")
     positives = np.diff(self.scorer.indptr)
+    self.positives = tf.constant(np.maximum(positives, 1), tf.float32)
     self.unobserved = (dataset.num_items - positives).astype(np.int32)
     if c.sample_size:
       self.sizes = np.full(dataset.num_users, c.sample_size, np.int32)
@@ -127,6 +132,9 @@ class CD(base.Method):
                  self.draws[-1]["seconds"])
 
   def base_parts(self, student, x, y, y_pred, training):
+    if self.config.cf_loss == "full":
+      loss = student.compute_loss(x=x, y=y, y_pred=y_pred, training=training)
+      return {"cf_loss": (1.0 - self.config.weight) * loss}
     loss = (1.0 - self.config.weight) * selective_log_loss(y_pred)
     return {"cf_loss": loss + student.regularization(x)}
 
@@ -137,15 +145,33 @@ class CD(base.Method):
     return ["cd_loss"]
 
   def loss_parts(self, student, x):
+    """The paper's objective is per user: sum of CE over the user's observed items plus sum of
+    BCE over the user's sample. A batch here holds interactions, so user u's sample enters with
+    weight c_u / n_u (c_u of u's n_u training items are in the batch): over an epoch every user's
+    sample counts once, each sampled item as much as one observed item, and both sums are divided
+    by the batch size as the selective CE is."""
     c = self.config
-    users = tf.unique(tf.cast(x["user"], tf.int32)).y
+    users, _, counts = tf.unique_with_counts(tf.cast(x["user"], tf.int32))
+    valid = tf.gather(self.valid, users)
     scores = student.score_lists(users, tf.gather(self.lists, users))
-    kd = losses_impl.soft_target_bce(scores, tf.gather(self.targets, users), c.alpha, c.beta,
-                                     tf.gather(self.valid, users))
-    return {"cd_loss": c.weight * tf.reduce_mean(kd)}
+    per_item = losses_impl.soft_target_bce(scores, tf.gather(self.targets, users), c.alpha,
+                                           c.beta, valid)  # mean over the valid entries
+    per_user = per_item * tf.reduce_sum(tf.cast(valid, tf.float32), axis=1)  # their sum
+    share = tf.cast(counts, tf.float32) / tf.gather(self.positives, users)
+    batch = tf.cast(tf.shape(x["user"])[0], tf.float32)
+    return {"cd_loss": c.weight * tf.reduce_sum(share * per_user) / batch}
 
   def callbacks(self):
     return [base.EpochCallback(self.refresh, self.config.refresh_every)]
+
+  def state_variables(self):
+    return [self.lists, self.targets, self.valid]
+
+  def get_history(self):
+    return {"draws": self.draws}
+
+  def set_history(self, history):
+    self.draws = list(history.get("draws", []))
 
   def extra_metrics(self):
     seconds = [d["seconds"] for d in self.draws]

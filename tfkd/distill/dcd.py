@@ -21,7 +21,6 @@ At every refresh the Fig. 1a measure, mean |R_S - R_T| over the teacher's top-50
 import dataclasses
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -140,21 +139,6 @@ def _sample(cand, rt, rs, valid, mu, num_under, num_over, seed, deterministic):
   return tf.cast(entries, tf.int32), tf.concat([ok_l, ok_h], axis=1)
 
 
-class RefreshCallback(keras.callbacks.Callback):
-  """Refreshes DCD's correction lists before training and every `every` epochs after."""
-
-  def __init__(self, method):
-    super().__init__()
-    self.method = method
-
-  def on_train_begin(self, logs=None):
-    self.method.refresh(0)
-
-  def on_epoch_end(self, epoch, logs=None):
-    if (epoch + 1) % self.method.config.refresh_every == 0:
-      self.method.refresh(epoch + 1)
-
-
 @base.register("dcd")
 class DCD(base.Method):
 
@@ -209,7 +193,19 @@ class DCD(base.Method):
     return self.rrd.parts(student, users, items, terms)
 
   def callbacks(self):
-    return [*self.rrd.callbacks(), RefreshCallback(self)]
+    # Refreshed before epoch 0 and every `refresh_every` epochs, each at the start of its epoch
+    # (so a run resumed at any epoch refreshes exactly when the uninterrupted run does).
+    return [*self.rrd.callbacks(), base.EpochCallback(self.refresh, self.config.refresh_every)]
+
+  def state_variables(self):
+    sides = [s for s in (self.user_side, self.item_side) if s is not None]
+    return [*self.rrd.state_variables(), *(v for s in sides for v in (s.state, s.valid))]
+
+  def get_history(self):
+    return {"refreshes": self.refreshes}
+
+  def set_history(self, history):
+    self.refreshes = list(history.get("refreshes", []))
 
   def extra_metrics(self):
     return {"refreshes": self.refreshes}

@@ -110,3 +110,6 @@ class RD(base.Method):
 
   def callbacks(self):
     return [base.EpochCallback(self.epoch.assign)]
+
+  def state_variables(self):
+    return [self.epoch, self.seed_generator.state]

@@ -172,6 +172,9 @@ class RRD(base.Method):
   def callbacks(self):
     return [base.EpochCallback(self.resample)] if self.lists else []
 
+  def state_variables(self):
+    return [self.lists[side] for side in sorted(self.lists)]
+
   def batch_rows(self, x):
     """The batch's distinct users, and its distinct positive items (item side)."""
     users = tf.unique(tf.cast(x["user"], tf.int32)).y

@@ -122,10 +122,12 @@ class Recommender(keras.Model):
     """Keras' loss hook: `data_loss(y_pred) + regularization(x)`."""
     return self.data_loss(y_pred) + self.regularization(x)
 
-  def make_train_dataset(self, dataset, batch_size, seed):
-    """The model's training pipeline over a `tfkd.data.Dataset` (one epoch per iteration); by
-    default {"user": [B], "item": [B, 1 + num_negatives]} rows, the observed item first."""
-    return pipelines.pairwise(dataset, batch_size, num_negatives=self.num_negatives, seed=seed)
+  def make_train_dataset(self, dataset, batch_size, seed, first_epoch=None):
+    """The model's training pipeline over a `tfkd.data.Dataset`, one epoch per iteration (epochs
+    `first_epoch`, `first_epoch` + 1, ... when given: `pipelines.epoch_batches`); by default
+    {"user": [B], "item": [B, 1 + num_negatives]} rows, the observed item first."""
+    return pipelines.pairwise(dataset, batch_size, num_negatives=self.num_negatives, seed=seed,
+                              first_epoch=first_epoch)
 
   def build_for_dataset(self):
     """Creates the variables (so weights can be loaded before any training step)."""

@@ -137,11 +137,11 @@ class Caser(Recommender):
     return rows_l2(self.l2, tf.shape(users)[0], self.user_embedding(users),
                    self.out_embedding(tf.cast(x["item"], tf.int32)))
 
-  def make_train_dataset(self, dataset, batch_size, seed):
+  def make_train_dataset(self, dataset, batch_size, seed, first_epoch=None):
     """The pairwise pipeline plus each example's previous L items ("seq")."""
     inputs, _ = sequences(dataset, self.seq_len)
     return pipelines.pairwise(dataset, batch_size, num_negatives=self.num_negatives, seed=seed,
-                              extra={"seq": inputs})
+                              extra={"seq": inputs}, first_epoch=first_epoch)
 
   def get_config(self):
     config = super().get_config()

@@ -49,6 +49,8 @@ class CDAE(Recommender):
                                            name="item_out")
     for layer in (self.item_in, self.user_node, self.item_out):
       layer.build()
+    # The corruption's random state: a variable (in `variables`), so a resumed run continues it.
+    self.seed_generator = keras.random.SeedGenerator()
     self.hidden_bias = self.add_weight(name="hidden_bias", shape=(dim,), initializer="zeros")
     self.item_bias = self.add_weight(name="item_bias", shape=(num_items,), initializer="zeros")
     self.num_interactions = None
@@ -90,7 +92,7 @@ class CDAE(Recommender):
     items = tf.cast(items, tf.int64)
     values = tf.ones(tf.shape(items), tf.float32)
     if training and self.corruption > 0:
-      keep = tf.random.uniform(tf.shape(items)) >= self.corruption
+      keep = keras.random.uniform(tf.shape(items), seed=self.seed_generator) >= self.corruption
       values = tf.where(keep, values / (1.0 - self.corruption), 0.0)
     # The rows as a sparse [B, num_items] matrix times W: its gradient is one sparse^T x dense
     # product into W, not a scatter of every gathered row.
