@@ -27,7 +27,7 @@ from tfkd.errors import ConfigError
 
 FILE = "checkpoint.npz"
 # Settings a resumed run may change without invalidating the checkpoint.
-_MAY_CHANGE = ("epochs", "verbose", "teacher", "data_dir", "workdir")
+_MAY_CHANGE = ("epochs", "verbose", "teacher", "data_dir", "workdir", "strategy", "logical_cpus")
 
 
 def fingerprint(config):

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfkd import io, models, optimizers, resume
+from tfkd import distribute, io, models, optimizers, resume
 from tfkd.data import load_dataset
 from tfkd.errors import ConfigError
 from tfkd.evaluation import Evaluator
@@ -60,6 +60,8 @@ class TrainConfig:
   steps_per_execution: int = 32
   verbose: int = 0
   deterministic: bool = False  # TF op determinism: the same seed gives the same run, bit for bit
+  strategy: str = "default"  # tf.distribute strategy: default, mirrored, multi_worker
+  logical_cpus: int = 0  # split the CPU into this many devices (mirrored on a CPU-only host)
 
   def validate(self):
     for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size",
@@ -71,6 +73,10 @@ class TrainConfig:
     if self.optimizer not in optimizers.OPTIMIZERS:
       raise ConfigError(f"optimizer must be one of {sorted(optimizers.OPTIMIZERS)}, "
                         f"got {self.optimizer!r}")
+    if self.strategy not in distribute.STRATEGIES:
+      raise ConfigError(f"strategy must be one of {distribute.STRATEGIES}, got {self.strategy!r}")
+    if self.logical_cpus < 0:
+      raise ConfigError(f"logical_cpus must be >= 0, got {self.logical_cpus}")
     if self.eval_protocol not in ("sampled", "full"):
       raise ConfigError(f"eval_protocol must be 'sampled' or 'full', got {self.eval_protocol!r}")
     if self.num_candidates < 0:
@@ -189,8 +195,14 @@ def evaluate_splits(model, dataset, protocol, cutoffs, batch_size):
           for split in ("valid", "test")}
 
 
-def _load_data(config):
+def _setup(config):
+  """Validates `config`, makes its strategy and loads its data; returns (config, dataset,
+  strategy). A multi-worker run's non-chief workers write into `<workdir>/.worker-<id>`."""
   config.validate()
+  strategy = distribute.get(config.strategy, config.logical_cpus)  # before any other TF op
+  if not distribute.is_chief(strategy):
+    config = dataclasses.replace(config, workdir=os.path.join(
+        config.workdir, f".worker-{strategy.cluster_resolver.task_id}"))
   prepare_workdir(config.workdir)
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
@@ -199,7 +211,7 @@ def _load_data(config):
     tf.config.experimental.enable_op_determinism()
   dataset = config_dataset(config)
   logging.info("%s", dataset.summary())
-  return dataset
+  return config, dataset, strategy
 
 
 def config_dataset(config):
@@ -215,7 +227,8 @@ def _build(name, dataset, model_config):
     raise ConfigError(f"model {name!r}: {e}") from None
 
 
-def fit_evaluate_save(config, dataset, fit_model, student, method=None, extra_metrics=dict):
+def fit_evaluate_save(config, dataset, fit_model, student, strategy, method=None,
+                      extra_metrics=dict):
   """Fits `fit_model` (the student itself, or a Distiller around it with `method`) with
   validation-based early stopping, evaluates `student` on valid and test, writes the workdir;
   returns metrics.
@@ -224,10 +237,14 @@ def fit_evaluate_save(config, dataset, fit_model, student, method=None, extra_me
   with the same configuration and workdir continues from the last completed epoch and ends as the
   uninterrupted run would.
   """
-  fit_model.compile(optimizer=optimizers.get(config.optimizer, config.learning_rate),
-                    steps_per_execution=config.steps_per_execution)
-  student.build_for_dataset()
-  fit_model.optimizer.build(fit_model.trainable_variables)
+  # Keras' multi-step loop fails on distributed iterators here: one step per execution then.
+  steps = config.steps_per_execution if strategy.num_replicas_in_sync == 1 else 1
+  with strategy.scope():
+    fit_model.compile(optimizer=optimizers.get(config.optimizer, config.learning_rate),
+                      steps_per_execution=steps)
+    student.build_for_dataset()
+    fit_model.built = True  # the student is; a Distiller has no variables of its own
+    fit_model.optimizer.build(fit_model.trainable_variables)
   logdir = os.path.join(config.workdir, "logs")
   writer = tf.summary.create_file_writer(os.path.join(logdir, "validation"))
   validation = ValidationCallback(
@@ -282,9 +299,10 @@ def fit_evaluate_save(config, dataset, fit_model, student, method=None, extra_me
 
 def train(config: TrainConfig):
   """Trains, evaluates and saves one model; returns the metrics dict written to metrics.json."""
-  dataset = _load_data(config)
-  model = _build(config.model, dataset, config.model_config)
-  return fit_evaluate_save(config, dataset, model, model)
+  config, dataset, strategy = _setup(config)
+  with strategy.scope():
+    model = _build(config.model, dataset, config.model_config)
+  return fit_evaluate_save(config, dataset, model, model, strategy)
 
 
 GAP_TOP = 50  # the teacher's list over which the final rank discrepancy is measured
@@ -309,6 +327,9 @@ def ensure_teacher(config: DistillConfig, dataset):
   if not os.path.isfile(os.path.join(config.teacher_dir, MODEL_FILE)):
     if config.teacher is None:
       raise ConfigError(f"{config.teacher_dir}: no trained teacher and no teacher config")
+    if config.strategy == "multi_worker":
+      raise ConfigError(f"{config.teacher_dir}: no trained teacher; with --strategy=multi_worker "
+                        "train it first (python -m trainers.train, any strategy)")
     logging.info("no teacher in %s: training one first", config.teacher_dir)
     train(dataclasses.replace(config.teacher, workdir=config.teacher_dir))
   teacher, meta = load_model(config.teacher_dir, dataset)
@@ -321,7 +342,7 @@ def distill(config: DistillConfig):
 
   method_cls = distill_lib.get(config.method)
   method = method_cls(config.method_config)
-  dataset = _load_data(config)
+  config, dataset, strategy = _setup(config)
   teacher, _ = ensure_teacher(config, dataset)
   keras.utils.set_random_seed(config.seed)
   # At least the teacher's top GAP_TOP on both sides, for the final rank discrepancy.
@@ -329,9 +350,11 @@ def distill(config: DistillConfig):
       teacher, config.teacher_dir, os.path.join(config.teacher_dir, WEIGHTS_FILE), dataset,
       max(method.user_k, min(GAP_TOP, dataset.num_items)),
       max(method.item_k, min(GAP_TOP, dataset.num_users)), config.knowledge_chunk_size)
-  student = _build(config.model, dataset, config.model_config)
+  with strategy.scope():
+    student = _build(config.model, dataset, config.model_config)
   method.setup(dataset, student, teacher, knowledge)
-  distiller = distill_lib.Distiller(student, teacher, method)
+  with strategy.scope():
+    distiller = distill_lib.Distiller(student, teacher, method)
   distiller.declare_parts()
 
   def extra_metrics():
@@ -342,4 +365,4 @@ def distill(config: DistillConfig):
             for side in ("user", "item")}
     return {**method.extra_metrics(), "discrepancy": gaps}
 
-  return fit_evaluate_save(config, dataset, distiller, student, method, extra_metrics)
+  return fit_evaluate_save(config, dataset, distiller, student, strategy, method, extra_metrics)

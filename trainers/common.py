@@ -65,6 +65,11 @@ def define_common_flags(fv=FLAGS):
   flags.DEFINE_integer("steps_per_execution", 32, "Training steps per compiled call (fewer "
                        "Python round trips).", lower_bound=1, **d)
   flags.DEFINE_integer("verbose", 0, "Keras progress output (0, 1 or 2).", **d)
+  flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                    "tf.distribute strategy: one device, every device of this host, or the "
+                    "workers of TF_CONFIG.", **d)
+  flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into this many logical devices (for "
+                       "--strategy=mirrored on a CPU-only host).", lower_bound=0, **d)
   flags.DEFINE_bool("deterministic", False, "TensorFlow op determinism: the same seed gives "
                     "identical metrics (slower on some ops).", **d)
   flags.mark_flag_as_required("workdir", flag_values=fv)
@@ -161,7 +166,8 @@ def train_config(fv=FLAGS, cls=training.TrainConfig, **extra):
       eval_protocol=fv.eval_protocol, eval_every=fv.eval_every, patience=fv.patience,
       early_stop_metric=fv.early_stop_metric, cutoffs=cutoffs(fv),
       eval_batch_size=fv.eval_batch_size, steps_per_execution=fv.steps_per_execution,
-      verbose=fv.verbose, deterministic=fv.deterministic, **extra)
+      verbose=fv.verbose, deterministic=fv.deterministic, strategy=fv.strategy,
+      logical_cpus=fv.logical_cpus, **extra)
 
 
 def _train_flag_values():

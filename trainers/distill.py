@@ -138,7 +138,8 @@ def distill_config():
           FLAGS.teacher_flagfile, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
           dataset_kwargs=common.dataset_kwargs(), split_seed=FLAGS.split_seed,
           num_candidates=FLAGS.num_candidates, eval_protocol=FLAGS.eval_protocol,
-          verbose=FLAGS.verbose, deterministic=FLAGS.deterministic)
+          verbose=FLAGS.verbose, deterministic=FLAGS.deterministic, strategy=FLAGS.strategy,
+          logical_cpus=FLAGS.logical_cpus)
     return common.train_config(
         cls=training.DistillConfig, teacher_dir=FLAGS.teacher_dir, teacher=teacher,
         method=FLAGS.method, method_config=METHOD_CONFIGS[FLAGS.method](),

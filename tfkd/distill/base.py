@@ -15,6 +15,7 @@ tracked by its own `keras.metrics.Mean` (progress bar, history, TensorBoard).
 import keras
 import tensorflow as tf
 
+from tfkd import distribute
 from tfkd.errors import ConfigError
 
 METHODS = {}
@@ -50,7 +51,7 @@ class Method:
   def base_parts(self, student, x, y, y_pred, training):
     """{part name: scalar}: the student's own objective in the total loss. By default its whole
     `compute_loss`, unweighted; RD and CD reweight it, CD replaces its data term."""
-    return {"base_loss": student.compute_loss(x=x, y=y, y_pred=y_pred, training=training)}
+    return {"base_loss": student.objective(x, y_pred)}
 
   def base_part_names(self):
     return ["base_loss"]
@@ -109,6 +110,14 @@ class Distiller(keras.Model):
   def call(self, inputs, training=False):
     return self.student(inputs, training=training)
 
+  def build(self, input_shape=None):
+    self.built = True  # nothing of its own: the student is built by the trainer
+
+  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+    # Private Keras hook; see `tfkd.distribute.skip_symbolic_build`.
+    if not distribute.skip_symbolic_build(self):
+      super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
   def score(self, users, items):
     return self.student.score(users, items)
 
@@ -122,7 +131,8 @@ class Distiller(keras.Model):
       if name not in self.trackers:
         raise KeyError(f"loss part {name!r} was not declared by the method")
       self.trackers[name].update_state(value)
-    return tf.add_n(list(parts.values()))
+    # Each replica's share: the summed gradients are the global batch's (`tfkd.distribute`).
+    return distribute.scale_for_replicas(tf.add_n(list(parts.values())))
 
   def declare_parts(self):
     """One tracker per loss part of the method (call after `method.setup`)."""

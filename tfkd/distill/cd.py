@@ -133,8 +133,7 @@ class CD(base.Method):
 
   def base_parts(self, student, x, y, y_pred, training):
     if self.config.cf_loss == "full":
-      loss = student.compute_loss(x=x, y=y, y_pred=y_pred, training=training)
-      return {"cf_loss": (1.0 - self.config.weight) * loss}
+      return {"cf_loss": (1.0 - self.config.weight) * student.objective(x, y_pred)}
     loss = (1.0 - self.config.weight) * selective_log_loss(y_pred)
     return {"cf_loss": loss + student.regularization(x)}
 

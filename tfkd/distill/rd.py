@@ -80,8 +80,7 @@ class RD(base.Method):
     self.seed_generator = keras.random.SeedGenerator(c.seed)
 
   def base_parts(self, student, x, y, y_pred, training):
-    loss = student.compute_loss(x=x, y=y, y_pred=y_pred, training=training)
-    return {"cf_loss": (1.0 - self.config.weight) * loss}
+    return {"cf_loss": (1.0 - self.config.weight) * student.objective(x, y_pred)}
 
   def base_part_names(self):
     return ["cf_loss"]

@@ -23,6 +23,7 @@ item, `num_negatives` uniform unobserved items); `sampled_log_loss`, `sampled_bp
 import keras
 import tensorflow as tf
 
+from tfkd import distribute
 from tfkd.data import pipelines
 
 
@@ -118,9 +119,19 @@ class Recommender(keras.Model):
     """The penalty on the batch's parameters (L2 of the rows it touches); 0 by default."""
     return tf.constant(0.0)
 
-  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-    """Keras' loss hook: `data_loss(y_pred) + regularization(x)`."""
+  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+    # Private Keras hook; see `tfkd.distribute.skip_symbolic_build`.
+    if not distribute.skip_symbolic_build(self):
+      super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+  def objective(self, x, y_pred):
+    """The model's training loss over a batch: `data_loss(y_pred) + regularization(x)`."""
     return self.data_loss(y_pred) + self.regularization(x)
+
+  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    """Keras' loss hook: the objective, divided by the replicas under a distribution strategy
+    (as Keras' own losses are)."""
+    return distribute.scale_for_replicas(self.objective(x, y_pred))
 
   def make_train_dataset(self, dataset, batch_size, seed, first_epoch=None):
     """The model's training pipeline over a `tfkd.data.Dataset`, one epoch per iteration (epochs
