@@ -65,24 +65,13 @@ def _make(name, logical_cpus):
                     "fails; use --strategy=mirrored (one host, many devices)")
 
 
-def is_chief(strategy):
-  """True on the worker that writes the outputs (always, without multi-worker)."""
-  resolver = getattr(strategy, "cluster_resolver", None)
-  if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-    return True
-  task_type, task_id = resolver.task_type, resolver.task_id
-  return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
-
-
-def skip_symbolic_build(model, iterator=None, data_batch=None):
+def skip_symbolic_build(model):
   """Keras' TF trainer, under any strategy, peeks one batch off the training iterator and
   all-reduces it (MEAN) to build the model symbolically, even when everything is built. That
   peek costs a batch and an extra pass of the epoch-counting pipeline, and the all-reduce of a
   dict of int ids fails under MultiWorkerMirroredStrategy. The trainers build the model and the
   optimizer before `fit`, so models route `_maybe_symbolic_build` here and skip it then."""
-  if model.built and model.optimizer is not None and model.optimizer.built:
-    return True
-  return False
+  return model.built and model.optimizer is not None and model.optimizer.built
 
 
 def scale_for_replicas(loss):

@@ -196,13 +196,9 @@ def evaluate_splits(model, dataset, protocol, cutoffs, batch_size):
 
 
 def _setup(config):
-  """Validates `config`, makes its strategy and loads its data; returns (config, dataset,
-  strategy). A multi-worker run's non-chief workers write into `<workdir>/.worker-<id>`."""
+  """Validates `config`, makes its strategy and loads its data; returns (dataset, strategy)."""
   config.validate()
   strategy = distribute.get(config.strategy, config.logical_cpus)  # before any other TF op
-  if not distribute.is_chief(strategy):
-    config = dataclasses.replace(config, workdir=os.path.join(
-        config.workdir, f".worker-{strategy.cluster_resolver.task_id}"))
   prepare_workdir(config.workdir)
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
@@ -211,7 +207,7 @@ def _setup(config):
     tf.config.experimental.enable_op_determinism()
   dataset = config_dataset(config)
   logging.info("%s", dataset.summary())
-  return config, dataset, strategy
+  return dataset, strategy
 
 
 def config_dataset(config):
@@ -299,7 +295,7 @@ def fit_evaluate_save(config, dataset, fit_model, student, strategy, method=None
 
 def train(config: TrainConfig):
   """Trains, evaluates and saves one model; returns the metrics dict written to metrics.json."""
-  config, dataset, strategy = _setup(config)
+  dataset, strategy = _setup(config)
   with strategy.scope():
     model = _build(config.model, dataset, config.model_config)
   return fit_evaluate_save(config, dataset, model, model, strategy)
@@ -327,9 +323,6 @@ def ensure_teacher(config: DistillConfig, dataset):
   if not os.path.isfile(os.path.join(config.teacher_dir, MODEL_FILE)):
     if config.teacher is None:
       raise ConfigError(f"{config.teacher_dir}: no trained teacher and no teacher config")
-    if config.strategy == "multi_worker":
-      raise ConfigError(f"{config.teacher_dir}: no trained teacher; with --strategy=multi_worker "
-                        "train it first (python -m trainers.train, any strategy)")
     logging.info("no teacher in %s: training one first", config.teacher_dir)
     train(dataclasses.replace(config.teacher, workdir=config.teacher_dir))
   teacher, meta = load_model(config.teacher_dir, dataset)
@@ -342,7 +335,7 @@ def distill(config: DistillConfig):
 
   method_cls = distill_lib.get(config.method)
   method = method_cls(config.method_config)
-  config, dataset, strategy = _setup(config)
+  dataset, strategy = _setup(config)
   teacher, _ = ensure_teacher(config, dataset)
   keras.utils.set_random_seed(config.seed)
   # At least the teacher's top GAP_TOP on both sides, for the final rank discrepancy.

@@ -110,9 +110,6 @@ class Distiller(keras.Model):
   def call(self, inputs, training=False):
     return self.student(inputs, training=training)
 
-  def build(self, input_shape=None):
-    self.built = True  # nothing of its own: the student is built by the trainer
-
   def _maybe_symbolic_build(self, iterator=None, data_batch=None):
     # Private Keras hook; see `tfkd.distribute.skip_symbolic_build`.
     if not distribute.skip_symbolic_build(self):

@@ -18,7 +18,6 @@ over the teacher's ranking of the users who did not interact with it.
 
 import dataclasses
 
-import keras
 import numpy as np
 import tensorflow as tf
 
