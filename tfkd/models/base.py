@@ -115,9 +115,21 @@ class Recommender(keras.Model):
     pointwise log loss unless a model says otherwise."""
     return sampled_log_loss(y_pred)
 
+  # The L2 weight of the batch's parameter rows (models that take `l2` set it).
+  l2 = 0.0
+
+  def penalized_rows(self, users, items):
+    """The parameter rows a batch of users [B] and items [B, N] touches, as a list of tensors:
+    what `l2` penalises. None by default."""
+    return []
+
   def regularization(self, x):
-    """The penalty on the batch's parameters (L2 of the rows it touches); 0 by default."""
-    return tf.constant(0.0)
+    """The penalty on the batch's parameters: `l2` x the squares of `penalized_rows` per batch
+    row (`rows_l2`); 0 without `l2`."""
+    if not self.l2:
+      return tf.constant(0.0)
+    rows = self.penalized_rows(tf.cast(x["user"], tf.int32), tf.cast(x["item"], tf.int32))
+    return rows_l2(self.l2, tf.shape(x["user"])[0], *rows) if rows else tf.constant(0.0)
 
   def _maybe_symbolic_build(self, iterator=None, data_batch=None):
     # Private Keras hook; see `tfkd.distribute.skip_symbolic_build`.

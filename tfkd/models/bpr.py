@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from tfkd.models import ops
-from tfkd.models.base import Recommender, rows_l2, sampled_bpr_loss
+from tfkd.models.base import Recommender, sampled_bpr_loss
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
@@ -62,12 +62,8 @@ class BPR(Recommender):
     """y_pred [B, 1 + k]: the observed item's score, then k sampled negatives' scores."""
     return sampled_bpr_loss(y_pred)
 
-  def regularization(self, x):
-    if not self.l2:
-      return tf.constant(0.0)
-    users = tf.cast(x["user"], tf.int32)
-    return rows_l2(self.l2, tf.shape(users)[0], self.user_embedding(users),
-                   self.item_embedding(tf.cast(x["item"], tf.int32)))
+  def penalized_rows(self, users, items):
+    return [self.user_embedding(users), self.item_embedding(items)]
 
   def get_config(self):
     config = super().get_config()

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd.data import pipelines
-from tfkd.models.base import Recommender, rows_l2
+from tfkd.models.base import Recommender
 
 
 def sequences(dataset, seq_len):
@@ -130,12 +130,8 @@ class Caser(Recommender):
 
   # -- training ------------------------------------------------------------------------------
 
-  def regularization(self, x):
-    if not self.l2:
-      return tf.constant(0.0)
-    users = tf.cast(x["user"], tf.int32)
-    return rows_l2(self.l2, tf.shape(users)[0], self.user_embedding(users),
-                   self.out_embedding(tf.cast(x["item"], tf.int32)))
+  def penalized_rows(self, users, items):
+    return [self.user_embedding(users), self.out_embedding(items)]
 
   def make_train_dataset(self, dataset, batch_size, seed, first_epoch=None):
     """The pairwise pipeline plus each example's previous L items ("seq")."""

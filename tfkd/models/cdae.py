@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from tfkd.models import ops
-from tfkd.models.base import Recommender, rows_l2
+from tfkd.models.base import Recommender
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
@@ -136,12 +136,8 @@ class CDAE(Recommender):
 
   # -- training ------------------------------------------------------------------------------
 
-  def regularization(self, x):
-    if not self.l2:
-      return tf.constant(0.0)
-    users = tf.cast(x["user"], tf.int32)
-    return rows_l2(self.l2, tf.shape(users)[0], self.user_node(users),
-                   self.item_out(tf.cast(x["item"], tf.int32)))
+  def penalized_rows(self, users, items):
+    return [self.user_node(users), self.item_out(items)]
 
   def get_config(self):
     config = super().get_config()

@@ -21,7 +21,7 @@ runs XLA-compiled functions only behind an experimental flag.
 import keras
 import tensorflow as tf
 
-from tfkd.models.base import Recommender, rows_l2, sampled_bpr_loss, sampled_log_loss
+from tfkd.models.base import Recommender, sampled_bpr_loss, sampled_log_loss
 
 LOSSES = ("bce", "bpr")
 _PAIR_ELEMENTS_PER_CHUNK = 1 << 24  # per-pair activations kept live in one chunk (plain ops)
@@ -150,13 +150,9 @@ class NeuMF(Recommender):
     """y_pred [B, 1 + k]: the observed item's score, then k sampled negatives' scores."""
     return sampled_log_loss(y_pred) if self.loss == "bce" else sampled_bpr_loss(y_pred)
 
-  def regularization(self, x):
-    if not self.l2:
-      return tf.constant(0.0)
-    users = tf.cast(x["user"], tf.int32)
-    items = tf.cast(x["item"], tf.int32)
-    return rows_l2(self.l2, tf.shape(users)[0], self.user_gmf(users), self.user_mlp(users),
-                   self.item_gmf(items), self.item_mlp(items))
+  def penalized_rows(self, users, items):
+    return [self.user_gmf(users), self.user_mlp(users), self.item_gmf(items),
+            self.item_mlp(items)]
 
   def get_config(self):
     config = super().get_config()
