@@ -122,9 +122,8 @@ class CD(base.Method):
 
   def refresh(self, epoch):
     start, c = time.time(), self.config
-    parts = [self.draw_rows(np.arange(s, min(s + c.chunk_size, len(self.sizes)), dtype=np.int32),
-                            epoch)
-             for s in range(0, len(self.sizes), c.chunk_size)]
+    parts = [self.draw_rows(rows, epoch)
+             for rows in ranks.row_chunks(self.scorer.num_rows, c.chunk_size)]
     for variable, i in ((self.lists, 0), (self.targets, 1), (self.valid, 2)):
       variable.assign(np.concatenate([p[i] for p in parts], axis=0))
     self.draws.append({"epoch": epoch, "seconds": round(time.time() - start, 3)})

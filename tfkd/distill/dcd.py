@@ -85,8 +85,7 @@ class _Side:
     """Recomputes the correction lists; returns mean |R_S - R_T| over the teacher's top-N."""
     c, gaps = self.config, []
     states, valids = [], []
-    for start in range(0, self.scorer.num_rows, c.chunk_size):
-      rows = np.arange(start, min(start + c.chunk_size, self.scorer.num_rows), dtype=np.int32)
+    for rows in ranks.row_chunks(self.scorer.num_rows, c.chunk_size):
       s_scores = self.scorer.scores(student, rows)
       teacher_top = tf.constant(self.topk[rows])
       if c.candidates == "teacher_top":
@@ -111,7 +110,7 @@ class _Side:
         rt, rs = ranks.full_ranks(t_scores), ranks.full_ranks(s_scores)
         valid = tf.math.is_finite(s_scores)
       state, ok = _sample(cand, rt, rs, valid, c.mu, self.num_under, self.num_over,
-                          tf.constant([seed, start], tf.int64), c.deterministic)
+                          tf.constant([seed, int(rows[0])], tf.int64), c.deterministic)
       states.append(state)
       valids.append(ok)
       n = min(c.discrepancy_top, self.top)

@@ -74,12 +74,19 @@ def gaps_of(student_ranks):
   return np.abs(student_ranks - np.arange(student_ranks.shape[1])).astype(np.float32)
 
 
+def row_chunks(num_rows, chunk_size):
+  """Consecutive row ids as int32 arrays of `chunk_size` (the last shorter): the chunks every
+  pass over a whole side scores (teacher rankings, refreshes, draws, discrepancies), so memory
+  stays O(chunk x catalog)."""
+  for start in range(0, num_rows, chunk_size):
+    yield np.arange(start, min(start + chunk_size, num_rows), dtype=np.int32)
+
+
 def mean_rank_gap(model, scorer, teacher_top, chunk_size=1024):
   """Mean |R_S - R_T| of `model` over `teacher_top` [num_rows, n] (all rows of `scorer`'s side),
   computed in chunks of rows."""
   total, count = 0.0, 0
-  for start in range(0, scorer.num_rows, chunk_size):
-    rows = np.arange(start, min(start + chunk_size, scorer.num_rows), dtype=np.int32)
+  for rows in row_chunks(scorer.num_rows, chunk_size):
     gaps = rank_gaps(scorer.scores(model, rows), teacher_top[rows])
     total += float(gaps.sum())
     count += gaps.size

@@ -23,8 +23,7 @@ def _side_topk(model, dataset, side, k, chunk_size):
   """int32 [num_rows, k]: each row's top-k unobserved columns, best first, in chunks of rows."""
   scorer = ranks.SideScorer(dataset, side)
   out = np.empty((scorer.num_rows, k), np.int32)
-  for start in range(0, scorer.num_rows, chunk_size):
-    rows = np.arange(start, min(start + chunk_size, scorer.num_rows), dtype=np.int32)
+  for rows in ranks.row_chunks(scorer.num_rows, chunk_size):
     out[rows] = tf.math.top_k(scorer.scores(model, rows), k=k).indices.numpy()
   return out
 
