@@ -19,6 +19,13 @@ def _isolated_cache(tmp_path, monkeypatch):
   monkeypatch.setenv("TFKD_CACHE_DIR", str(tmp_path / "cache"))
 
 
+def teacher_flagfile(tmp_path):
+  """A trainers.train flagfile for a small synthetic teacher (trained first by the distill tests)."""
+  path = tmp_path / "teacher.flags"
+  path.write_text("--dim=16\n--epochs=3\n--eval_every=1\n--learning_rate=0.02\n")
+  return str(path)
+
+
 def shared_file(relpath):
   path = os.path.join(SHARED_DATA, relpath)
   if not os.path.isfile(path):

@@ -7,17 +7,11 @@ import sys
 
 from absl.testing import flagsaver
 
-from conftest import REPO
+from conftest import REPO, teacher_flagfile
 from trainers import distill
 
 TINY = dict(dataset="synthetic", num_candidates=40, epochs=2, eval_every=1, batch_size=256,
             dim=4, rrd_top=30, rrd_k=5, rrd_l=5)
-
-
-def teacher_flagfile(tmp_path):
-  path = tmp_path / "teacher.flags"
-  path.write_text("--dim=16\n--epochs=3\n--eval_every=1\n--learning_rate=0.02\n")
-  return str(path)
 
 
 def test_runs_end_to_end_from_nothing(tmp_path):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, teacher_flagfile
 
 COMMON = ["--dataset=synthetic", "--num_candidates=40", "--batch_size=256", "--dim=4",
           "--eval_every=1", "--deterministic", "--seed=3"]
@@ -34,9 +34,8 @@ def test_two_cpu_replicas_match_one_device(tmp_path, trainer, extra):
   env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
   args = ["-m", trainer, *COMMON, *extra]
   if trainer == "trainers.distill":
-    teacher = tmp_path / "teacher.flags"
-    teacher.write_text("--dim=16\n--epochs=3\n--eval_every=1\n--learning_rate=0.02\n")
-    args += [f"--teacher_dir={tmp_path}/teacher", f"--teacher_flagfile={teacher}"]
+    args += [f"--teacher_dir={tmp_path}/teacher",
+             f"--teacher_flagfile={teacher_flagfile(tmp_path)}"]
   run([*args, f"--workdir={tmp_path}/one"], env)
   run([*args, "--strategy=mirrored", "--logical_cpus=2", f"--workdir={tmp_path}/two"], env)
   metrics = []

@@ -13,7 +13,7 @@ import scipy.stats
 import tensorflow as tf
 from absl.testing import flagsaver
 
-from conftest import REPO, FixedScores
+from conftest import REPO, FixedScores, teacher_flagfile
 from tfkd import models
 from tfkd.distill import CDConfig, RDConfig, losses, losses_impl, samplers
 from tfkd.distill import teacher as teacher_lib
@@ -298,12 +298,6 @@ def test_rd_refuses_top_larger_than_catalog(tiny):
 
 TINY = dict(dataset="synthetic", num_candidates=40, epochs=3, eval_every=1, batch_size=256,
             dim=4, refresh_every=1)
-
-
-def teacher_flagfile(tmp_path):
-  path = tmp_path / "teacher.flags"
-  path.write_text("--dim=16\n--epochs=3\n--eval_every=1\n--learning_rate=0.02\n")
-  return str(path)
 
 
 @pytest.mark.parametrize("method,extra", [("rd", dict(rd_dynamic_start=1)),

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, teacher_flagfile
 from tfkd import resume
 
 COMMON = ["--dataset=synthetic", "--num_candidates=40", "--batch_size=256", "--dim=4",
@@ -65,11 +65,10 @@ def weights(workdir):
 ])
 def test_killed_run_resumes_to_the_same_result(tmp_path, trainer, extra):
   env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
-  teacher = tmp_path / "teacher.flags"
-  teacher.write_text("--dim=16\n--epochs=3\n--eval_every=1\n--learning_rate=0.02\n")
   args = ["-m", trainer, *COMMON, *extra]
   if trainer == "trainers.distill":
-    args += [f"--teacher_dir={tmp_path}/teacher", f"--teacher_flagfile={teacher}"]
+    args += [f"--teacher_dir={tmp_path}/teacher",
+             f"--teacher_flagfile={teacher_flagfile(tmp_path)}"]
   whole, broken = str(tmp_path / "whole"), str(tmp_path / "broken")
   r = run([*args, f"--workdir={whole}"], env)
   assert r.returncode == 0, r.stderr[-3000:]
@@ -123,7 +122,7 @@ def test_diverging_run_stops_with_one_line_and_writes_no_results(tmp_path):
   env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
   workdir = str(tmp_path / "w")
   r = run(["-m", "trainers.train", *COMMON, "--epochs=5", "--learning_rate=1e30",
-           "--init_stddev=10" if False else "--l2=0", f"--workdir={workdir}"], env)
+           "--l2=0", f"--workdir={workdir}"], env)
   assert r.returncode == 1
   last = r.stderr.strip().splitlines()[-1]
   assert last.startswith("tfkd: error: training diverged") and "--learning_rate" in last
