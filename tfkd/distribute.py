@@ -1,6 +1,6 @@
 """`tf.distribute` strategies for the trainers: "default" (one device), "mirrored" (every device of
 this host: its GPUs, else its CPU split into `logical_cpus` devices) and "multi_worker" (many hosts,
-from the `TF_CONFIG` environment variable; refused for now, see `_make`).
+each process started with the same command and its own `TF_CONFIG`).
 
 What training does under a strategy: the models, the optimizer and the Distiller are built in the
 strategy's scope (mirrored variables); the input pipeline and the methods' sampler state are built
@@ -10,7 +10,19 @@ the number of replicas (`scale_for_replicas`), so the summed gradient is the glo
 gradient. Negatives and samples are drawn in the pipeline before the split, so every replica has
 its own. Keras' multi-step loop does not run distributed iterators here, so a strategy with more
 than one replica runs one step per execution.
+
+Multi-worker: every worker runs the whole program on the same data (each takes its share of every
+global batch); gradients are all-reduced, so all workers hold the same weights and compute the
+same validation, early stopping and sampler refreshes. The chief (worker 0) writes the outputs;
+the others write theirs into `<workdir>/.worker-<i>` (their checkpoint included: a restarted
+cluster resumes every worker from its own copy), removed when the run ends. Keras 3.15's fit
+all-reduces each log value with `strategy.reduce("MEAN", v, axis=0)` under this strategy, which
+fails on scalars: the models' `train_step` hands the logs over as 1-vectors (`logs_for_reduce`).
 """
+
+import json
+import os
+
 
 import tensorflow as tf
 
@@ -56,13 +68,57 @@ def _make(name, logical_cpus):
     if tf.config.list_logical_devices("GPU"):
       return tf.distribute.MirroredStrategy()
     return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
-  # multi_worker:
-  # Keras 3.15's fit() cannot run under MultiWorkerMirroredStrategy: it all-reduces every scalar
-  # log with strategy.reduce("MEAN", v, axis=0) (keras/src/backend/tensorflow/trainer.py,
-  # reduce_per_replica), which fails on 0-d tensors. Refuse clearly instead of failing inside fit.
-  raise ConfigError("--strategy=multi_worker is not supported with Keras 3.15: its fit() "
-                    "all-reduces scalar logs along axis 0 under MultiWorkerMirroredStrategy and "
-                    "fails; use --strategy=mirrored (one host, many devices)")
+  # multi_worker
+  if logical_cpus > 1:
+    raise ConfigError("--logical_cpus applies to --strategy=mirrored; a multi-worker run uses "
+                      "one device per worker")
+  raw = os.environ.get("TF_CONFIG", "")
+  try:
+    cluster = json.loads(raw)["cluster"] if raw else {}
+    task = json.loads(raw)["task"] if raw else {}
+    workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+    task["type"], int(task["index"])
+  except (ValueError, KeyError, TypeError):
+    raise ConfigError("TF_CONFIG: expected JSON {\"cluster\": {\"worker\": [\"host:port\", "
+                      "...]}, \"task\": {\"type\": \"worker\", \"index\": i}} for "
+                      f"--strategy=multi_worker, got {raw!r}") from None
+  if workers < 1:
+    raise ConfigError("TF_CONFIG: --strategy=multi_worker needs a cluster with at least one "
+                      f"worker, got {raw!r}")
+  return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def multi_worker(strategy):
+  """True under a MultiWorkerMirroredStrategy that spans several workers."""
+  return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and
+          strategy.extended._in_multi_worker_mode())  # pylint: disable=protected-access
+
+
+def worker_id(strategy):
+  """0 on the chief (the worker that writes the outputs; always 0 without multi-worker)."""
+  if not multi_worker(strategy):
+    return 0
+  resolver = strategy.cluster_resolver
+  if resolver.task_type == "chief":
+    return 0
+  # With a separate chief, worker i is the (i + 1)-th process; else worker 0 is the chief.
+  has_chief = bool(resolver.cluster_spec().as_dict().get("chief"))
+  return resolver.task_id + 1 if has_chief else resolver.task_id
+
+
+def worker_workdir(strategy, workdir):
+  """Where this worker writes: `workdir` on the chief, `<workdir>/.worker-<i>` elsewhere."""
+  i = worker_id(strategy)
+  return workdir if i == 0 else os.path.join(workdir, f".worker-{i}")
+
+
+def logs_for_reduce(logs):
+  """Under multi-worker, the train step's scalar logs as 1-vectors: Keras 3.15 reduces them with
+  `strategy.reduce("MEAN", v, axis=0)`, which needs an axis 0 (the result is a scalar again)."""
+  if not multi_worker(tf.distribute.get_strategy()):
+    return logs
+  return {k: tf.reshape(v, [1]) if hasattr(v, "shape") and v.shape.rank == 0 else v
+          for k, v in logs.items()}
 
 
 def skip_symbolic_build(model):

@@ -16,6 +16,7 @@ Every file is written atomically.
 import dataclasses
 import json
 import os
+import shutil
 import time
 from typing import Optional, Sequence
 
@@ -196,9 +197,12 @@ def evaluate_splits(model, dataset, protocol, cutoffs, batch_size):
 
 
 def _setup(config):
-  """Validates `config`, makes its strategy and loads its data; returns (dataset, strategy)."""
+  """Validates `config`, makes its strategy and loads its data; returns (config, dataset,
+  strategy). A multi-worker run's non-chief workers write into `<workdir>/.worker-<i>`."""
   config.validate()
   strategy = distribute.get(config.strategy, config.logical_cpus)  # before any other TF op
+  config = dataclasses.replace(config,
+                               workdir=distribute.worker_workdir(strategy, config.workdir))
   prepare_workdir(config.workdir)
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
@@ -207,7 +211,7 @@ def _setup(config):
     tf.config.experimental.enable_op_determinism()
   dataset = config_dataset(config)
   logging.info("%s", dataset.summary())
-  return dataset, strategy
+  return config, dataset, strategy
 
 
 def config_dataset(config):
@@ -257,6 +261,10 @@ def fit_evaluate_save(config, dataset, fit_model, student, strategy, method=None
   if not state.stopped and state.epoch < config.epochs:
     train_data = student.make_train_dataset(dataset, config.batch_size, seed=config.seed,
                                             first_epoch=state.epoch)
+    if distribute.multi_worker(strategy):  # every worker builds all batches and keeps its share
+      options = tf.data.Options()
+      options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+      train_data = train_data.with_options(options)
     callbacks = [*(method.callbacks() if method is not None else []),
                  keras.callbacks.TensorBoard(logdir, write_graph=False, profile_batch=0),
                  validation, keras.callbacks.TerminateOnNaN(),
@@ -289,13 +297,15 @@ def fit_evaluate_save(config, dataset, fit_model, student, strategy, method=None
   metrics.update(extra_metrics())
   io.write_json(os.path.join(config.workdir, METRICS_FILE), metrics)
   checkpoint.remove()
+  if distribute.worker_id(strategy):  # a non-chief worker's copy of the outputs
+    shutil.rmtree(config.workdir, ignore_errors=True)
   logging.info("test %s", " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics["test"].items())))
   return metrics
 
 
 def train(config: TrainConfig):
   """Trains, evaluates and saves one model; returns the metrics dict written to metrics.json."""
-  dataset, strategy = _setup(config)
+  config, dataset, strategy = _setup(config)
   with strategy.scope():
     model = _build(config.model, dataset, config.model_config)
   return fit_evaluate_save(config, dataset, model, model, strategy)
@@ -316,13 +326,16 @@ class DistillConfig(TrainConfig):
   knowledge_chunk_size: int = 1024
 
 
-def ensure_teacher(config: DistillConfig, dataset):
+def ensure_teacher(config: DistillConfig, dataset, strategy):
   """Loads the teacher from config.teacher_dir, training it there first if it holds none."""
   if not config.teacher_dir:
     raise ConfigError("--teacher_dir is required")
   if not os.path.isfile(os.path.join(config.teacher_dir, MODEL_FILE)):
     if config.teacher is None:
       raise ConfigError(f"{config.teacher_dir}: no trained teacher and no teacher config")
+    if distribute.multi_worker(strategy):  # every worker would need the chief's file at once
+      raise ConfigError(f"{config.teacher_dir}: no trained teacher; under "
+                        "--strategy=multi_worker train it first (python -m trainers.train)")
     logging.info("no teacher in %s: training one first", config.teacher_dir)
     train(dataclasses.replace(config.teacher, workdir=config.teacher_dir))
   teacher, meta = load_model(config.teacher_dir, dataset)
@@ -335,8 +348,8 @@ def distill(config: DistillConfig):
 
   method_cls = distill_lib.get(config.method)
   method = method_cls(config.method_config)
-  dataset, strategy = _setup(config)
-  teacher, _ = ensure_teacher(config, dataset)
+  config, dataset, strategy = _setup(config)
+  teacher, _ = ensure_teacher(config, dataset, strategy)
   keras.utils.set_random_seed(config.seed)
   # At least the teacher's top GAP_TOP on both sides, for the final rank discrepancy.
   knowledge = distill_lib.teacher.load_or_compute(

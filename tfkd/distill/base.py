@@ -115,6 +115,10 @@ class Distiller(keras.Model):
     if not distribute.skip_symbolic_build(self):
       super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
+  def train_step(self, data):
+    # See `tfkd.distribute.logs_for_reduce`.
+    return distribute.logs_for_reduce(super().train_step(data))
+
   def score(self, users, items):
     return self.student.score(users, items)
 

@@ -136,6 +136,10 @@ class Recommender(keras.Model):
     if not distribute.skip_symbolic_build(self):
       super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
+  def train_step(self, data):
+    # See `tfkd.distribute.logs_for_reduce`.
+    return distribute.logs_for_reduce(super().train_step(data))
+
   def objective(self, x, y_pred):
     """The model's training loss over a batch: `data_loss(y_pred) + regularization(x)`."""
     return self.data_loss(y_pred) + self.regularization(x)
