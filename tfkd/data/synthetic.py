@@ -20,10 +20,18 @@ def generate(num_users=200, num_items=300, interactions_per_user=20, dim=8, zipf
   p = rng.normal(size=(num_users, dim)) / np.sqrt(dim)
   q = rng.normal(size=(num_items, dim))
   log_pop = -zipf * np.log(1.0 + rng.permutation(num_items))
-  logits = p @ q.T / temperature + log_pop
-  # Gumbel top-k: a draw without replacement proportional to exp(logits).
-  keys = logits + rng.gumbel(size=logits.shape)
-  picks = np.argsort(-keys, axis=1)[:, :interactions_per_user]
+  k = interactions_per_user
+  picks = np.empty((num_users, k), np.int64)
+  # In chunks of users (memory O(chunk x items), so large catalogs can be generated); the Gumbel
+  # noise is drawn in row order, so the result does not depend on the chunk size.
+  chunk = max(1, (1 << 22) // num_items)
+  for start in range(0, num_users, chunk):
+    rows = slice(start, min(start + chunk, num_users))
+    logits = p[rows] @ q.T / temperature + log_pop
+    # Gumbel top-k: a draw without replacement proportional to exp(logits).
+    keys = -(logits + rng.gumbel(size=logits.shape))
+    top = np.argpartition(keys, k - 1, axis=1)[:, :k]
+    picks[rows] = np.take_along_axis(top, np.argsort(np.take_along_axis(keys, top, 1), 1), 1)
   users = np.repeat(np.arange(num_users), interactions_per_user)
   items = picks.reshape(-1)
   stamps = np.tile(np.arange(interactions_per_user, dtype=np.float64), num_users)
