@@ -17,13 +17,14 @@ same validation, early stopping and sampler refreshes. The chief (worker 0) writ
 the others write theirs into `<workdir>/.worker-<i>` (their checkpoint included: a restarted
 cluster resumes every worker from its own copy), removed when the run ends. Keras 3.15's fit
 all-reduces each log value with `strategy.reduce("MEAN", v, axis=0)` under this strategy, which
-fails on scalars: the models' `train_step` hands the logs over as 1-vectors (`logs_for_reduce`).
+fails on scalars: the models' `train_step` hands the logs over as 1-vectors (`FitModel`).
 """
 
 import json
 import os
 
 
+import keras
 import tensorflow as tf
 
 from tfkd.errors import ConfigError
@@ -74,8 +75,8 @@ def _make(name, logical_cpus):
                       "one device per worker")
   raw = os.environ.get("TF_CONFIG", "")
   try:
-    cluster = json.loads(raw)["cluster"] if raw else {}
-    task = json.loads(raw)["task"] if raw else {}
+    parsed = json.loads(raw) if raw else {"cluster": {}, "task": {"type": "worker", "index": 0}}
+    cluster, task = parsed["cluster"], parsed["task"]
     workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
     task["type"], int(task["index"])
   except (ValueError, KeyError, TypeError):
@@ -112,22 +113,30 @@ def worker_workdir(strategy, workdir):
   return workdir if i == 0 else os.path.join(workdir, f".worker-{i}")
 
 
-def logs_for_reduce(logs):
-  """Under multi-worker, the train step's scalar logs as 1-vectors: Keras 3.15 reduces them with
-  `strategy.reduce("MEAN", v, axis=0)`, which needs an axis 0 (the result is a scalar again)."""
-  if not multi_worker(tf.distribute.get_strategy()):
-    return logs
-  return {k: tf.reshape(v, [1]) if hasattr(v, "shape") and v.shape.rank == 0 else v
-          for k, v in logs.items()}
+class FitModel(keras.Model):
+  """The Keras model the trainers fit (every `Recommender`, the `Distiller`): Keras' TF trainer
+  with two changes its private hooks need under a strategy.
 
+  - `_maybe_symbolic_build`: under any strategy Keras peeks one batch off the training iterator
+    and all-reduces it (MEAN) to build the model symbolically, even when everything is built.
+    That peek costs a batch and an extra pass of the epoch-counting pipeline, and the all-reduce
+    of a dict of int ids fails under MultiWorkerMirroredStrategy. The trainers build the model
+    and the optimizer before `fit`, so it is skipped then.
+  - `train_step`: under multi-worker, the scalar logs are handed over as 1-vectors: Keras 3.15
+    reduces them with `strategy.reduce("MEAN", v, axis=0)`, which needs an axis 0 (the result
+    is a scalar again).
+  """
 
-def skip_symbolic_build(model):
-  """Keras' TF trainer, under any strategy, peeks one batch off the training iterator and
-  all-reduces it (MEAN) to build the model symbolically, even when everything is built. That
-  peek costs a batch and an extra pass of the epoch-counting pipeline, and the all-reduce of a
-  dict of int ids fails under MultiWorkerMirroredStrategy. The trainers build the model and the
-  optimizer before `fit`, so models route `_maybe_symbolic_build` here and skip it then."""
-  return model.built and model.optimizer is not None and model.optimizer.built
+  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+    if not (self.built and self.optimizer is not None and self.optimizer.built):
+      super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+  def train_step(self, data):
+    logs = super().train_step(data)
+    if not multi_worker(tf.distribute.get_strategy()):
+      return logs
+    return {k: tf.reshape(v, [1]) if hasattr(v, "shape") and v.shape.rank == 0 else v
+            for k, v in logs.items()}
 
 
 def scale_for_replicas(loss):

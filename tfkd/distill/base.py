@@ -98,7 +98,7 @@ class EpochCallback(keras.callbacks.Callback):
       self.fn(epoch)
 
 
-class Distiller(keras.Model):
+class Distiller(distribute.FitModel):
   """Student + frozen teacher + method: trains the student on its loss plus the method's parts."""
 
   def __init__(self, student, teacher, method, **kwargs):
@@ -109,15 +109,6 @@ class Distiller(keras.Model):
 
   def call(self, inputs, training=False):
     return self.student(inputs, training=training)
-
-  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-    # Private Keras hook; see `tfkd.distribute.skip_symbolic_build`.
-    if not distribute.skip_symbolic_build(self):
-      super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-  def train_step(self, data):
-    # See `tfkd.distribute.logs_for_reduce`.
-    return distribute.logs_for_reduce(super().train_step(data))
 
   def score(self, users, items):
     return self.student.score(users, items)

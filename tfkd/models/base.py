@@ -20,7 +20,6 @@ item, `num_negatives` uniform unobserved items); `sampled_log_loss`, `sampled_bp
 `selective_log_loss` and `rows_l2` are the losses computed over them.
 """
 
-import keras
 import tensorflow as tf
 
 from tfkd import distribute
@@ -51,7 +50,7 @@ def rows_l2(l2, batch_size, *rows):
   return l2 * squares / tf.cast(batch_size, squares.dtype)
 
 
-class Recommender(keras.Model):
+class Recommender(distribute.FitModel):
   """Base class: a Keras 3 model over `num_users` x `num_items` with the scoring contract."""
 
   # True while exporting: scoring must use only ops every TF runtime runs (no XLA-compiled
@@ -130,15 +129,6 @@ class Recommender(keras.Model):
       return tf.constant(0.0)
     rows = self.penalized_rows(tf.cast(x["user"], tf.int32), tf.cast(x["item"], tf.int32))
     return rows_l2(self.l2, tf.shape(x["user"])[0], *rows) if rows else tf.constant(0.0)
-
-  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-    # Private Keras hook; see `tfkd.distribute.skip_symbolic_build`.
-    if not distribute.skip_symbolic_build(self):
-      super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-  def train_step(self, data):
-    # See `tfkd.distribute.logs_for_reduce`.
-    return distribute.logs_for_reduce(super().train_step(data))
 
   def objective(self, x, y_pred):
     """The model's training loss over a batch: `data_loss(y_pred) + regularization(x)`."""
