@@ -1,3 +1,4 @@
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -24,6 +25,27 @@ def teacher_flagfile(tmp_path):
   path = tmp_path / "teacher.flags"
   path.write_text("--dim=16\n--epochs=3\n--eval_every=1\n--learning_rate=0.02\n")
   return str(path)
+
+
+def subprocess_env(tmp_path, **extra):
+  """The environment of an entry point run as a subprocess: its own cache, quiet TF logs."""
+  return dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3",
+              **extra)
+
+
+def trainer_args(tmp_path, trainer, flags_):
+  """`-m <trainer> <flags>`; a trainers.distill run also gets a teacher directory under
+  `tmp_path`, trained first from `teacher_flagfile`."""
+  args = ["-m", trainer, *flags_]
+  if trainer == "trainers.distill":
+    args += [f"--teacher_dir={tmp_path}/teacher",
+             f"--teacher_flagfile={teacher_flagfile(tmp_path)}"]
+  return args
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, "metrics.json")) as f:
+    return json.load(f)
 
 
 def shared_file(relpath):

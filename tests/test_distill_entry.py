@@ -7,7 +7,7 @@ import sys
 
 from absl.testing import flagsaver
 
-from conftest import REPO, teacher_flagfile
+from conftest import REPO, subprocess_env, teacher_flagfile
 from trainers import distill
 
 TINY = dict(dataset="synthetic", num_candidates=40, epochs=2, eval_every=1, batch_size=256,
@@ -19,7 +19,7 @@ def test_runs_end_to_end_from_nothing(tmp_path):
   workdir, teacher_dir = str(tmp_path / "student"), str(tmp_path / "teacher")
   flags_ = dict(workdir=workdir, teacher_dir=teacher_dir, ir_rrd_weight=1e-3,
                 teacher_flagfile=teacher_flagfile(tmp_path), **TINY)
-  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+  env = subprocess_env(tmp_path)
   r = subprocess.run([sys.executable, "-m", "trainers.distill",
                       *(f"--{k}={v}" for k, v in flags_.items())],
                      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -44,7 +44,7 @@ def test_teacher_of_another_dataset_is_refused_in_one_line(tmp_path):
   with flagsaver.flagsaver(workdir=str(tmp_path / "s1"), teacher_dir=teacher_dir,
                            teacher_flagfile=teacher_flagfile(tmp_path), **TINY):
     distill.main(["distill"])
-  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+  env = subprocess_env(tmp_path)
   r = subprocess.run(
       [sys.executable, "-m", "trainers.distill", "--dataset=synthetic", "--num_candidates=10",
        "--split_seed=5", f"--teacher_dir={teacher_dir}", f"--workdir={tmp_path}/s2"],
@@ -61,7 +61,7 @@ def test_deterministic_runs_are_identical(tmp_path):
   from tfkd import training
   from tfkd.data import load_dataset
 
-  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+  env = subprocess_env(tmp_path)
   flags_ = dict(TINY, method="dcd", dcd_top=30, dcd_item_top=20, dcd_num_under=4, dcd_num_over=4,
                 dcd_item_num_under=4, dcd_item_num_over=4, refresh_every=1, seed=3,
                 teacher_flagfile=teacher_flagfile(tmp_path))

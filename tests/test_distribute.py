@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, teacher_flagfile
+from conftest import REPO, read_metrics, subprocess_env, trainer_args
 
 COMMON = ["--dataset=synthetic", "--num_candidates=40", "--batch_size=256", "--dim=4",
           "--eval_every=1", "--deterministic", "--seed=3"]
@@ -33,18 +33,11 @@ def run(args, env):
 @pytest.mark.parametrize("trainer,extra", [("trainers.train", ["--model=bpr", "--epochs=6"]),
                                            ("trainers.distill", [*DCD, "--epochs=6"])])
 def test_two_cpu_replicas_match_one_device(tmp_path, trainer, extra):
-  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
-  args = ["-m", trainer, *COMMON, *extra]
-  if trainer == "trainers.distill":
-    args += [f"--teacher_dir={tmp_path}/teacher",
-             f"--teacher_flagfile={teacher_flagfile(tmp_path)}"]
+  env = subprocess_env(tmp_path)
+  args = trainer_args(tmp_path, trainer, [*COMMON, *extra])
   run([*args, f"--workdir={tmp_path}/one"], env)
   run([*args, "--strategy=mirrored", "--logical_cpus=2", f"--workdir={tmp_path}/two"], env)
-  metrics = []
-  for name in ("one", "two"):
-    with open(tmp_path / name / "metrics.json") as f:
-      metrics.append(json.load(f))
-  one, two = metrics
+  one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
   assert one["epochs_run"] == two["epochs_run"] == 6
   for key in ("H@5", "H@10", "NDCG@10"):
     assert abs(one["test"][key] - two["test"][key]) <= TOLERANCE[trainer], key
@@ -84,17 +77,11 @@ def run_workers(args, env, workers=2, timeout=600):
 @pytest.mark.parametrize("trainer,extra", [("trainers.train", ["--model=bpr", "--epochs=4"]),
                                            ("trainers.distill", [*DCD, "--epochs=4"])])
 def test_two_workers_match_one_process(tmp_path, trainer, extra):
-  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
-  args = ["-m", trainer, *COMMON, *extra]
-  if trainer == "trainers.distill":
-    args += [f"--teacher_dir={tmp_path}/teacher",
-             f"--teacher_flagfile={teacher_flagfile(tmp_path)}"]
+  env = subprocess_env(tmp_path)
+  args = trainer_args(tmp_path, trainer, [*COMMON, *extra])
   run([*args, f"--workdir={tmp_path}/one"], env)  # (trains the teacher the workers read)
   run_workers([*args, "--strategy=multi_worker", f"--workdir={tmp_path}/two"], env)
-  with open(tmp_path / "one" / "metrics.json") as f:
-    one = json.load(f)
-  with open(tmp_path / "two" / "metrics.json") as f:
-    two = json.load(f)
+  one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
   assert one["epochs_run"] == two["epochs_run"] == 4
   for key in ("H@5", "H@10", "NDCG@10"):
     assert abs(one["test"][key] - two["test"][key]) <= TOLERANCE[trainer], key
@@ -107,8 +94,7 @@ def test_two_workers_match_one_process(tmp_path, trainer, extra):
     ('{"cluster": {}, "task": {"type": "worker", "index": 0}}', "TF_CONFIG: --strategy=multi"),
 ])
 def test_bad_tf_config_is_one_line(tmp_path, tf_config, expected):
-  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3",
-             TF_CONFIG=tf_config)
+  env = subprocess_env(tmp_path, TF_CONFIG=tf_config)
   r = subprocess.run([sys.executable, "-m", "trainers.train", *COMMON, "--epochs=1",
                       "--strategy=multi_worker", f"--workdir={tmp_path}/w"], cwd=REPO, env=env,
                      capture_output=True, text=True, timeout=300)

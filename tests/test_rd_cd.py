@@ -13,7 +13,7 @@ import scipy.stats
 import tensorflow as tf
 from absl.testing import flagsaver
 
-from conftest import REPO, FixedScores, teacher_flagfile
+from conftest import REPO, FixedScores, subprocess_env, teacher_flagfile
 from tfkd import models
 from tfkd.distill import CDConfig, RDConfig, losses, losses_impl, samplers
 from tfkd.distill import teacher as teacher_lib
@@ -316,7 +316,7 @@ def test_entry_point_runs_rd_and_cd(tmp_path, method, extra):
 
 
 def test_entry_point_refuses_impossible_cd_flags_in_one_line(tmp_path):
-  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+  env = subprocess_env(tmp_path)
   r = subprocess.run(
       [sys.executable, "-m", "trainers.distill", "--dataset=synthetic", "--num_candidates=10",
        "--method=cd", "--cd_sample_ratio=0", f"--teacher_dir={tmp_path}/t",

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, teacher_flagfile
+from conftest import REPO, read_metrics, subprocess_env, trainer_args
 from tfkd import resume
 
 COMMON = ["--dataset=synthetic", "--num_candidates=40", "--batch_size=256", "--dim=4",
@@ -64,11 +64,8 @@ def weights(workdir):
                           "--dcd_item_num_over=4", "--ir_rrd_weight=1e-3"]),
 ])
 def test_killed_run_resumes_to_the_same_result(tmp_path, trainer, extra):
-  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
-  args = ["-m", trainer, *COMMON, *extra]
-  if trainer == "trainers.distill":
-    args += [f"--teacher_dir={tmp_path}/teacher",
-             f"--teacher_flagfile={teacher_flagfile(tmp_path)}"]
+  env = subprocess_env(tmp_path)
+  args = trainer_args(tmp_path, trainer, [*COMMON, *extra])
   whole, broken = str(tmp_path / "whole"), str(tmp_path / "broken")
   r = run([*args, f"--workdir={whole}"], env)
   assert r.returncode == 0, r.stderr[-3000:]
@@ -82,10 +79,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, trainer, extra):
   assert r.returncode == 0, r.stderr[-3000:]
   assert f"resuming {broken} after epoch {killed_at}" in r.stderr
 
-  with open(os.path.join(whole, "metrics.json")) as f:
-    a = json.load(f)
-  with open(os.path.join(broken, "metrics.json")) as f:
-    b = json.load(f)
+  a, b = read_metrics(whole), read_metrics(broken)
   assert a["test"] == b["test"] and a["valid"] == b["valid"]
   assert (a["best_epoch"], a["epochs_run"]) == (b["best_epoch"], b["epochs_run"])
   if trainer == "trainers.distill":
@@ -98,7 +92,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, trainer, extra):
 
 
 def test_checkpoint_of_another_configuration_or_corrupt_is_refused(tmp_path):
-  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+  env = subprocess_env(tmp_path)
   workdir = str(tmp_path / "w")
   proc = run(["-m", "trainers.train", *COMMON, "--epochs=60", f"--workdir={workdir}"], env,
              wait=False)
@@ -119,7 +113,7 @@ def test_checkpoint_of_another_configuration_or_corrupt_is_refused(tmp_path):
 
 
 def test_diverging_run_stops_with_one_line_and_writes_no_results(tmp_path):
-  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+  env = subprocess_env(tmp_path)
   workdir = str(tmp_path / "w")
   r = run(["-m", "trainers.train", *COMMON, "--epochs=5", "--learning_rate=1e30",
            "--l2=0", f"--workdir={workdir}"], env)

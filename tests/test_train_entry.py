@@ -8,7 +8,7 @@ import sys
 import pytest
 from absl.testing import flagsaver
 
-from conftest import REPO
+from conftest import REPO, subprocess_env
 from trainers import train
 
 TINY = dict(dataset="synthetic", num_candidates=40, epochs=4, eval_every=2, dim=8,
@@ -38,7 +38,7 @@ def test_main_writes_checkpoint_flags_logs_and_metrics(tmp_path):
 
 
 def run(args, tmp_path):
-  env = dict(os.environ, TFKD_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+  env = subprocess_env(tmp_path)
   return subprocess.run([sys.executable, "-m", "trainers.train", *args], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
 
