@@ -50,6 +50,20 @@ def test_full_ranking_chunks_agree_with_pairs_on_a_larger_catalog():
   np.testing.assert_allclose(m.score_all(tf.constant(users)).numpy(), every, atol=1e-5)
 
 
+def test_portable_chunks_shrink_to_small_requests(monkeypatch):
+  from tfkd.models import neumf
+  monkeypatch.setattr(neumf, "_PAIR_ELEMENTS_PER_CHUNK", 300 * 8 * 16)  # 16 users per chunk
+  keras.utils.set_random_seed(0)
+  m = models.build("neumf", 70, 300, dim=8, init_stddev=0.5)
+  m.portable = True
+  every = m.score(np.arange(70), np.tile(np.arange(300), (70, 1))).numpy()
+  score_all = tf.function(m.score_all, input_signature=[tf.TensorSpec([None], tf.int32)])
+  for users in ([], [3], list(range(15)), list(range(16)), list(range(70))):
+    got = score_all(tf.constant(users, tf.int32)).numpy()
+    assert got.shape == (len(users), 300)
+    np.testing.assert_allclose(got, every[users], atol=1e-5)
+
+
 def test_paper_parameter_counts():
   # DCD paper, CiteULike: 12.24M (dim 200) and 1.22M (dim 20): two embeddings per side, the
   # first MLP layer 2d -> d, the output layer over [d ; d].

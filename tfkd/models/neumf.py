@@ -35,14 +35,22 @@ def _cross(a, c, layers, w_mlp):
   return tf.einsum("bmh,h->bm", h, w_mlp)
 
 
-def _chunked_cross(a, c, layers, w_mlp, chunk):
-  """`_cross` over chunks of `chunk` rows of a (padded), so memory stays bounded."""
+def _chunked_cross(a, c, layers, w_mlp, chunk, shrink=False):
+  """`_cross` over chunks of `chunk` rows of a (padded), so memory stays bounded.
+
+  `shrink` lowers the chunk to the number of rows when there are fewer (a dynamic shape, so not
+  under XLA): a one-user request then costs one user's pairs, not a padded chunk's.
+  """
   n = tf.shape(a)[0]
   pad = (-n) % chunk
+  if shrink:  # at least one chunk: map_fn cannot stack zero results of an unknown shape
+    chunk = tf.maximum(tf.minimum(chunk, n), 1)
+    pad = (-n) % chunk + tf.cast(tf.equal(n, 0), tf.int32)
   padded = tf.pad(a, [[0, pad], [0, 0]])
   parts = tf.map_fn(lambda x: _cross(x, c, layers, w_mlp),
                     tf.reshape(padded, [-1, chunk, tf.shape(a)[1]]),
-                    fn_output_signature=tf.TensorSpec([chunk, None], a.dtype))
+                    fn_output_signature=tf.TensorSpec([None if shrink else chunk, None],
+                                                      a.dtype))
   return tf.reshape(parts, [-1, tf.shape(c)[0]])[:n]
 
 
@@ -124,7 +132,7 @@ class NeuMF(Recommender):
     layers, w_mlp = self._deep_layers(), tf.convert_to_tensor(self.out_mlp)
     if self.portable:
       chunk = max(1, _PAIR_ELEMENTS_PER_CHUNK // (int(c_all.shape[0]) * max(self.hidden)))
-      mlp = _chunked_cross(a_rows, c_all, layers, w_mlp, chunk)
+      mlp = _chunked_cross(a_rows, c_all, layers, w_mlp, chunk, shrink=True)
     else:
       # One-layer MLPs fuse completely under XLA; deeper ones materialise each chunk's layers.
       chunk = 32 if len(self.hidden) == 1 else max(
