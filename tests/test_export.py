@@ -159,8 +159,10 @@ def cli(*args):
   return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_saved_model_cli_show_and_run(exported, tiny):
-  model, path = exported
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_saved_model_cli_show_and_run(tiny, tmp_path, name):
+  model = random_model(name, tiny)
+  path = serving.export(model, tiny, str(tmp_path / name), top_n=TOP_N)
   shown = cli("show", "--dir", path, "--all")
   assert shown.returncode == 0, shown.stderr
   for text in ("signature_def['serving_default']", "signature_def['serving_raw']",
