@@ -17,24 +17,29 @@ def small_neumf(hidden=None, **kwargs):
 
 
 def numpy_scores(m, users, items):
-  """The definition: w_g . (p_u * q_i) + w_m . MLP([p'_u ; q'_i]) + b, pair by pair."""
+  """The definition: w_g . (p_u * q_i) + w_m . MLP([p'_u ; q'_i]) + b, pair by pair (one term
+  only for a one-tower model)."""
   get = lambda v: v.numpy()  # noqa: E731
-  pg, qg = get(m.user_gmf.embeddings), get(m.item_gmf.embeddings)
-  pm, qm = get(m.user_mlp.embeddings), get(m.item_mlp.embeddings)
-  first = np.concatenate([get(m.w_user), get(m.w_item)], axis=0)  # W of [p' ; q']
-  out = np.zeros(items.shape)
+  out = np.full(items.shape, float(get(m.out_bias)))
   for b, u in enumerate(users):
     for n, i in enumerate(items[b]):
-      h = np.maximum(np.concatenate([pm[u], qm[i]]) @ first + get(m.b_first), 0)
-      for kernel, bias in m.mlp_layers:
-        h = np.maximum(h @ get(kernel) + get(bias), 0)
-      out[b, n] = get(m.out_gmf) @ (pg[u] * qg[i]) + get(m.out_mlp) @ h + get(m.out_bias)
+      if m.towers in ("both", "gmf"):
+        pg, qg = get(m.user_gmf.embeddings), get(m.item_gmf.embeddings)
+        out[b, n] += get(m.out_gmf) @ (pg[u] * qg[i])
+      if m.towers in ("both", "mlp"):
+        pm, qm = get(m.user_mlp.embeddings), get(m.item_mlp.embeddings)
+        first = np.concatenate([get(m.w_user), get(m.w_item)], axis=0)  # W of [p' ; q']
+        h = np.maximum(np.concatenate([pm[u], qm[i]]) @ first + get(m.b_first), 0)
+        for kernel, bias in m.mlp_layers:
+          h = np.maximum(h @ get(kernel) + get(bias), 0)
+        out[b, n] += get(m.out_mlp) @ h
   return out
 
 
-@pytest.mark.parametrize("hidden", [None, [6, 3]])
-def test_scores_match_numpy_oracle_on_every_path(hidden):
-  m = small_neumf(hidden)
+@pytest.mark.parametrize("hidden,towers", [(None, "both"), ([6, 3], "both"), (None, "gmf"),
+                                           ([6, 3], "mlp")])
+def test_scores_match_numpy_oracle_on_every_path(hidden, towers):
+  m = small_neumf(hidden, towers=towers)
   every = numpy_scores(m, np.arange(6), np.tile(np.arange(9), (6, 1)))
   users, items = [0, 5, 2], [[1, 8], [0, 0], [7, 3]]
   assert_scoring_paths(m, every, users, items, np.arange(9))
@@ -64,12 +69,47 @@ def test_portable_chunks_shrink_to_small_requests(monkeypatch):
     np.testing.assert_allclose(got, every[users], atol=1e-5)
 
 
+def test_warm_start_scores_are_the_alpha_mix_of_the_towers():
+  # He et al. 3.4.1: the pre-trained NeuMF's output layer is [alpha w_g ; (1 - alpha) w_m], so
+  # before fine-tuning its scores are exactly alpha s_GMF + (1 - alpha) s_MLP.
+  gmf, mlp = small_neumf([6, 3], towers="gmf"), small_neumf([6, 3], towers="mlp")
+  keras.utils.set_random_seed(5)
+  m = models.build("neumf", 6, 9, dim=4, hidden=[6, 3])
+  m.warm_start({"g": gmf, "m": mlp}, alpha=0.3)
+  want = 0.3 * numpy_scores(gmf, np.arange(6), np.tile(np.arange(9), (6, 1))) + 0.7 * (
+      numpy_scores(mlp, np.arange(6), np.tile(np.arange(9), (6, 1))))
+  assert_scoring_paths(m, want, [0, 5], [[1, 8], [0, 3]], [2, 7])
+  np.testing.assert_array_equal(m.user_mlp.embeddings.numpy(), mlp.user_mlp.embeddings.numpy())
+
+
+def test_warm_start_refuses_wrong_towers_and_shapes():
+  gmf, mlp = small_neumf(towers="gmf"), small_neumf(towers="mlp")
+  full = small_neumf()
+  cases = [
+      (full, {"g": gmf, "f": small_neumf()}, "not a one-tower NeuMF"),
+      (full, {"g": gmf, "g2": small_neumf(towers="gmf")}, "both gmf towers"),
+      (full, {"g": gmf}, "one GMF and one MLP"),
+      (full, {"g": gmf, "m": small_neumf(hidden=[5], towers="mlp")}, r"hidden \[5\]"),
+      (full, {"g": models.build("neumf", 6, 9, dim=3, towers="gmf"), "m": mlp}, "dim 3"),
+      (gmf, {"g": gmf, "m": mlp}, "both towers"),
+      (models.build("bpr", 6, 9, dim=4), {"g": gmf, "m": mlp}, "BPR has no pre-training"),
+  ]
+  for model, pretrained, message in cases:
+    with pytest.raises(ValueError, match=message):
+      model.warm_start(pretrained)
+
+
 def test_paper_parameter_counts():
   # DCD paper, CiteULike: 12.24M (dim 200) and 1.22M (dim 20): two embeddings per side, the
   # first MLP layer 2d -> d, the output layer over [d ; d].
   for dim, expected in ((200, 12_240_601), (20, 1_216_861)):
     m = models.build("neumf", 5219, 25181, dim=dim)
     assert m.count_params() == expected == 2 * 30400 * dim + 2 * dim * dim + 3 * dim + 1
+  # One tower: GMF has its embeddings and w_g; MLP its embeddings, the first layer and w_m.
+  gmf = models.build("neumf", 5219, 25181, dim=20, towers="gmf")
+  mlp = models.build("neumf", 5219, 25181, dim=20, towers="mlp")
+  assert gmf.count_params() == 30400 * 20 + 20 + 1
+  assert mlp.count_params() == 30400 * 20 + 2 * 20 * 20 + 2 * 20 + 1
 
 
 def test_losses_closed_form():
@@ -93,14 +133,16 @@ def test_losses_closed_form():
   assert float(small_neumf().compute_loss(y_pred=tf.constant([[100.0, -100.0]]))) < 1e-30
 
 
-def test_serialization_round_trip(tmp_path):
-  m = small_neumf(hidden=[5, 2], loss="bpr", num_negatives=3)
+@pytest.mark.parametrize("towers", ["both", "mlp"])
+def test_serialization_round_trip(tmp_path, towers):
+  m = small_neumf(hidden=[5, 2], loss="bpr", num_negatives=3, towers=towers)
   path = str(tmp_path / "m.keras")
   m.save(path)
   loaded = keras.models.load_model(path)
   assert isinstance(loaded, models.NeuMF)
   config = loaded.get_config()
-  assert (config["hidden"], config["loss"], config["num_negatives"]) == ([5, 2], "bpr", 3)
+  assert (config["hidden"], config["loss"], config["num_negatives"], config["towers"]) == (
+      [5, 2], "bpr", 3, towers)
   np.testing.assert_allclose(loaded.score_all(tf.range(6)), m.score_all(tf.range(6)), atol=1e-5)
 
 
@@ -119,6 +161,6 @@ def test_one_training_step_lowers_loss(tiny, loss):
 
 def test_bad_arguments_are_refused():
   for kwargs in (dict(dim=0), dict(hidden=[4, 0]), dict(loss="mse"), dict(num_negatives=0),
-                 dict(l2=-1.0)):
+                 dict(l2=-1.0), dict(towers="gmf_only")):
     with pytest.raises(ValueError):
       models.build("neumf", 3, 4, **kwargs)

@@ -129,3 +129,37 @@ def test_model_flags_reach_only_models_that_take_them():
     config("--loss=bce")
   with pytest.raises(TfkdError, match="--hidden must be integers"):
     config("--model=neumf", "--hidden=8,x")
+
+
+def test_neumf_pretrained_towers_initialise_a_neumf(tmp_path):
+  import numpy as np
+  import tensorflow as tf
+
+  from tfkd import training
+  tiny = dict(TINY, model="neumf", epochs=2, learning_rate=0.01)
+  dirs = {}
+  for towers in ("gmf", "mlp"):
+    dirs[towers] = str(tmp_path / towers)
+    with flagsaver.flagsaver(workdir=dirs[towers], towers=towers, **tiny):
+      train.main(["train"])
+  workdir = str(tmp_path / "neumf")
+  with flagsaver.flagsaver(workdir=workdir, pretrained=[dirs["gmf"], dirs["mlp"]],
+                           pretrain_alpha=0.25, optimizer="sgd", **tiny):
+    train.main(["train"])
+    # The initial model (what training starts from): 0.25 s_GMF + 0.75 s_MLP.
+    config = train.common.train_config()
+  d = training.config_dataset(config)
+  start = training._build(config, d)
+  gmf, mlp = (training.load_model(dirs[t], d)[0] for t in ("gmf", "mlp"))
+  users = tf.range(d.num_users)
+  np.testing.assert_allclose(start.score_all(users),
+                             0.25 * gmf.score_all(users) + 0.75 * mlp.score_all(users),
+                             rtol=1e-5, atol=1e-5)
+  assert "--pretrained=" in open(os.path.join(workdir, "flags.txt")).read()
+  # A work directory that is not a one-tower NeuMF: one line, non-zero exit.
+  r = run(["--dataset=synthetic", f"--workdir={tmp_path}/bad", "--model=neumf", "--dim=8",
+           "--num_candidates=40", f"--pretrained={dirs['gmf']},{workdir}"], tmp_path)
+  assert r.returncode != 0
+  assert r.stderr.strip().splitlines()[-1].endswith(
+      f"pretrained: {workdir} is not a one-tower NeuMF (trained with --towers=gmf or "
+      "--towers=mlp)")

@@ -72,7 +72,8 @@ class LazyAdam(Adam):
                                                unique))
 
 
-OPTIMIZERS = {"adam": Adam, "lazy_adam": LazyAdam}
+OPTIMIZERS = {"adam": Adam, "lazy_adam": LazyAdam,
+              "sgd": keras.optimizers.SGD}  # plain SGD: NeuMF's fine-tuning after pre-training
 
 
 def get(name, learning_rate):

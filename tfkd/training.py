@@ -63,6 +63,8 @@ class TrainConfig:
   deterministic: bool = False  # TF op determinism: the same seed gives the same run, bit for bit
   strategy: str = "default"  # tf.distribute strategy: default, mirrored, multi_worker
   logical_cpus: int = 0  # split the CPU into this many devices (mirrored on a CPU-only host)
+  pretrained: Sequence[str] = ()  # workdirs of trained models that initialise this one
+  pretrain_alpha: float = 0.5  # NeuMF pre-training: weight of the GMF tower's output layer
 
   def validate(self):
     for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size",
@@ -78,6 +80,8 @@ class TrainConfig:
       raise ConfigError(f"strategy must be one of {distribute.STRATEGIES}, got {self.strategy!r}")
     if self.logical_cpus < 0:
       raise ConfigError(f"logical_cpus must be >= 0, got {self.logical_cpus}")
+    if not 0.0 <= self.pretrain_alpha <= 1.0:
+      raise ConfigError(f"pretrain_alpha must be in [0, 1], got {self.pretrain_alpha}")
     if self.eval_protocol not in ("sampled", "full"):
       raise ConfigError(f"eval_protocol must be 'sampled' or 'full', got {self.eval_protocol!r}")
     if self.num_candidates < 0:
@@ -220,11 +224,20 @@ def config_dataset(config):
                       num_candidates=config.num_candidates, **config.dataset_kwargs)
 
 
-def _build(name, dataset, model_config):
+def _build(config, dataset):
+  """The config's model for `dataset`, initialised from `config.pretrained` when given."""
   try:
-    return models.build_for(name, dataset, **model_config)
+    model = models.build_for(config.model, dataset, **config.model_config)
   except (TypeError, ValueError) as e:
-    raise ConfigError(f"model {name!r}: {e}") from None
+    raise ConfigError(f"model {config.model!r}: {e}") from None
+  if config.pretrained:
+    pretrained = {d: load_model(d, dataset)[0] for d in config.pretrained}
+    try:
+      model.warm_start(pretrained, config.pretrain_alpha)
+    except ValueError as e:
+      raise ConfigError(f"pretrained: {e}") from None
+    logging.info("initialised from %s", ", ".join(config.pretrained))
+  return model
 
 
 def fit_evaluate_save(config, dataset, fit_model, student, strategy, method=None,
@@ -307,7 +320,7 @@ def train(config: TrainConfig):
   """Trains, evaluates and saves one model; returns the metrics dict written to metrics.json."""
   config, dataset, strategy = _setup(config)
   with strategy.scope():
-    model = _build(config.model, dataset, config.model_config)
+    model = _build(config, dataset)
   return fit_evaluate_save(config, dataset, model, model, strategy)
 
 
@@ -357,7 +370,7 @@ def distill(config: DistillConfig):
       max(method.user_k, min(GAP_TOP, dataset.num_items)),
       max(method.item_k, min(GAP_TOP, dataset.num_users)), config.knowledge_chunk_size)
   with strategy.scope():
-    student = _build(config.model, dataset, config.model_config)
+    student = _build(config, dataset)
   method.setup(dataset, student, teacher, knowledge)
   with strategy.scope():
     distiller = distill_lib.Distiller(student, teacher, method)

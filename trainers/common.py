@@ -51,8 +51,14 @@ def define_common_flags(fv=FLAGS):
   flags.DEFINE_integer("epochs", 500, "Maximum number of epochs.", lower_bound=1, **d)
   flags.DEFINE_integer("batch_size", 1024, "Training batch size.", lower_bound=1, **d)
   flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0.0, **d)
-  flags.DEFINE_enum("optimizer", "adam", ["adam", "lazy_adam"], "Adam, or Adam that "
-                    "updates only the embedding rows of each batch (much faster).", **d)
+  flags.DEFINE_enum("optimizer", "adam", ["adam", "lazy_adam", "sgd"], "Adam, Adam that "
+                    "updates only the embedding rows of each batch (much faster), or plain SGD.",
+                    **d)
+  flags.DEFINE_list("pretrained", [], "Work directories of trained models that initialise this "
+                    "one (NeuMF: a --towers=gmf and a --towers=mlp run).", **d)
+  flags.DEFINE_float("pretrain_alpha", 0.5, "NeuMF pre-training: the GMF tower's share of the "
+                     "output layer (the MLP's is 1 - alpha).", lower_bound=0.0, upper_bound=1.0,
+                     **d)
   flags.DEFINE_enum("eval_protocol", "sampled", ["sampled", "full"],
                     "Rank the held-out item against sampled candidates or all items.", **d)
   flags.DEFINE_integer("eval_every", 5, "Evaluate on validation every this many epochs.",
@@ -93,10 +99,12 @@ def define_model_flags(fv=FLAGS):
                        lower_bound=1, **d)
   flags.DEFINE_enum("loss", None, ["bce", "bpr"], "NeuMF: pointwise log loss (bce, the "
                     "default) or pairwise BPR.", **d)
+  flags.DEFINE_enum("towers", None, ["both", "gmf", "mlp"], "NeuMF: both towers (the default), "
+                    "or GMF or MLP alone (to pre-train a NeuMF, see --pretrained).", **d)
 
 
 _MODEL_FLAGS = ("dim", "l2", "num_negatives", "hidden", "loss", "corruption", "dropout",
-                "seq_len")
+                "seq_len", "towers")
 
 
 def model_config(fv=FLAGS):
@@ -167,7 +175,8 @@ def train_config(fv=FLAGS, cls=training.TrainConfig, **extra):
       early_stop_metric=fv.early_stop_metric, cutoffs=cutoffs(fv),
       eval_batch_size=fv.eval_batch_size, steps_per_execution=fv.steps_per_execution,
       verbose=fv.verbose, deterministic=fv.deterministic, strategy=fv.strategy,
-      logical_cpus=fv.logical_cpus, **extra)
+      logical_cpus=fv.logical_cpus, pretrained=tuple(fv.pretrained),
+      pretrain_alpha=fv.pretrain_alpha, **extra)
 
 
 def _train_flag_values():

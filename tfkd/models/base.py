@@ -146,6 +146,11 @@ class Recommender(distribute.FitModel):
     return pipelines.pairwise(dataset, batch_size, num_negatives=self.num_negatives, seed=seed,
                               first_epoch=first_epoch)
 
+  def warm_start(self, pretrained, alpha=0.5):
+    """Initialises the weights from trained models (`pretrained`: {name: model}); NeuMF takes
+    a GMF and an MLP tower. A model without pre-training refuses."""
+    raise ValueError(f"{type(self).__name__} has no pre-training (got {', '.join(pretrained)})")
+
   def build_for_dataset(self):
     """Creates the variables (so weights can be loaded before any training step)."""
     self({"user": tf.zeros([1], tf.int32), "item": tf.zeros([1, 1], tf.int32)})
