@@ -22,6 +22,14 @@ import tensorflow as tf
 from tfkd.models import ops
 from tfkd.models.base import Recommender
 
+# How a batch's (corrupted) rows meet W. Sparse: a sparse [B, num_items] x dense product, whose
+# forward and gradient into W cost ~10 ns per (row entry x dim) on this 2-core CPU; dense: the
+# rows scattered into a dense [B, num_items] matrix and one matmul, ~(10 + 0.24 dim) ns per cell
+# (measured on ML-100K training steps, 6.3% of cells filled: dim 10, 12 ms dense vs 6 ms sparse
+# per step; dim 100, 30 ms vs 50 ms). Dense is used when that estimate makes it cheaper, i.e.
+# when density x dim > 1 + 0.024 dim, and users x items stays small.
+DENSE_INPUT_MAX_CELLS = 1 << 26
+
 
 @keras.saving.register_keras_serializable(package="tfkd")
 class CDAE(Recommender):
@@ -61,6 +69,9 @@ class CDAE(Recommender):
 
   def _make_state(self, num_interactions):
     self.num_interactions = num_interactions
+    cells = self.num_users * self.num_items
+    self.dense_input = (num_interactions * self.dim * 10.0 > cells * (10.0 + 0.24 * self.dim)
+                        and cells <= DENSE_INPUT_MAX_CELLS)
     self.row_splits = self.add_weight(name="row_splits", shape=(self.num_users + 1,),
                                       dtype="int64", initializer="zeros", trainable=False)
     self.row_items = self.add_weight(name="row_items", shape=(num_interactions,), dtype="int32",
@@ -94,12 +105,15 @@ class CDAE(Recommender):
     if training and self.corruption > 0:
       keep = keras.random.uniform(tf.shape(items), seed=self.seed_generator) >= self.corruption
       values = tf.where(keep, values / (1.0 - self.corruption), 0.0)
-    # The rows as a sparse [B, num_items] matrix times W: its gradient is one sparse^T x dense
-    # product into W, not a scatter of every gathered row.
-    matrix = tf.sparse.SparseTensor(
-        tf.stack([rows, items], axis=1), values,
-        tf.stack([tf.shape(users, out_type=tf.int64)[0], self.num_items]))
-    summed = tf.sparse.sparse_dense_matmul(matrix, self.item_in.embeddings)
+    # The rows as a [B, num_items] matrix times W (dense or sparse, whichever is cheaper);
+    # either way the gradient is one product into W, not a scatter of every gathered row.
+    index = tf.stack([rows, items], axis=1)
+    shape = tf.stack([tf.shape(users, out_type=tf.int64)[0], self.num_items])
+    if self.dense_input:
+      summed = tf.matmul(tf.scatter_nd(index, values, shape), self.item_in.embeddings)
+    else:
+      summed = tf.sparse.sparse_dense_matmul(tf.sparse.SparseTensor(index, values, shape),
+                                             self.item_in.embeddings)
     return tf.sigmoid(summed + self.user_node(users) + self.hidden_bias)
 
   def _decode(self, z, items):
