@@ -7,7 +7,9 @@ Each (config, seed) runs `python -m trainers.train --flagfile=<config> --seed=<s
 --workdir=<root>/<config>/seed<seed>` as a subprocess; a run whose metrics.json exists is reused.
 The table shows test metrics as mean +- std over seeds, the final rank discrepancy of distilled
 students (user / item side, mean over seeds), the epochs run, and the wall time. `--compare=a:b`
-(config base names) adds a paired t-test over seeds of a against b on each metric.
+(config base names) adds a paired t-test over seeds of a against b on each metric (the seeds both
+have). `--report_only` runs nothing: the table and tests cover the finished seeds only (to report
+a set of runs still under way, or stopped).
 
   python benchmarks/run_configs.py --trainer=trainers.distill \
       --configs=configs/rrd.flags,configs/dcd.flags --seeds=0,1,2,3,4 --compare=dcd:rrd \
@@ -30,14 +32,19 @@ flags.DEFINE_string("trainer", "trainers.train", "Trainer module.")
 flags.DEFINE_list("metrics", ["H@5", "M@5", "H@10", "M@10"], "Columns of the table.")
 flags.DEFINE_list("extra", [], "Extra flags passed to every run (e.g. --data_dir=...).")
 flags.DEFINE_list("compare", [], "Pairs a:b of config base names: paired t-test of a vs b.")
+flags.DEFINE_bool("report_only", False, "Run nothing; report the seeds whose runs finished.")
 FLAGS = flags.FLAGS
 
 
 def run_one(config, seed):
+  """The metrics of (config, seed), run first unless it finished before; None when it has not
+  finished and --report_only is set."""
   name = os.path.splitext(os.path.basename(config))[0]
   workdir = os.path.join(FLAGS.root, name, f"seed{seed}")
   metrics_path = os.path.join(workdir, "metrics.json")
   if not os.path.isfile(metrics_path):
+    if FLAGS.report_only:
+      return None
     cmd = [sys.executable, "-m", FLAGS.trainer, f"--flagfile={config}", f"--seed={seed}",
            f"--workdir={workdir}", *FLAGS.extra]
     print("running:", " ".join(cmd), flush=True)
@@ -63,8 +70,13 @@ def main(argv):
   from tfkd.evaluation import paired_ttest
   rows, results = [], {}
   for config in FLAGS.configs:
-    runs = [run_one(config, int(s)) for s in FLAGS.seeds]
-    results[_name(config)] = runs
+    by_seed = {int(s): run_one(config, int(s)) for s in FLAGS.seeds}
+    by_seed = {s: r for s, r in by_seed.items() if r is not None}
+    results[_name(config)] = by_seed
+    runs = list(by_seed.values())
+    if not runs:
+      rows.append(f"| `{config}` | 0 |" + " - |" * (len(FLAGS.metrics) + 4))
+      continue
     cells = []
     for m in FLAGS.metrics:
       values = np.array([r["test"][m] for r in runs])
@@ -78,7 +90,8 @@ def main(argv):
              f"{np.mean([r['discrepancy']['item'] for r in runs]):.0f}")
     else:
       gap = "-"
-    rows.append(f"| `{config}` | {len(runs)} | " + " | ".join(cells) +
+    seeds = ",".join(str(seed) for seed in by_seed)
+    rows.append(f"| `{config}` | {len(runs)} ({seeds}) | " + " | ".join(cells) +
                 f" | {gap} | {epochs} | {spe:.2f} | {wall:.0f} |")
   header = ("| config | seeds | " + " | ".join(f"test {m}" for m in FLAGS.metrics) +
             " | rank gap user / item | epochs | s/epoch | wall s (mean) |")
@@ -87,10 +100,14 @@ def main(argv):
   print("\n".join(rows))
   for pair in FLAGS.compare:
     a, b = pair.split(":")
-    print(f"\npaired t-test over seeds, {a} vs {b}:")
+    common = sorted(set(results[a]) & set(results[b]))
+    print(f"\npaired t-test over seeds {','.join(map(str, common))}, {a} vs {b}:")
+    if len(common) < 2:
+      print("- fewer than two seeds in common: no test")
+      continue
     for m in FLAGS.metrics:
-      diff, t, p = paired_ttest([r["test"][m] for r in results[a]],
-                                [r["test"][m] for r in results[b]])
+      diff, t, p = paired_ttest([results[a][s]["test"][m] for s in common],
+                                [results[b][s]["test"][m] for s in common])
       print(f"- test {m}: mean difference {diff:+.4f}, t = {t:.2f}, p = {p:.2g}")
 
 
