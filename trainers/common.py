@@ -8,7 +8,7 @@ from absl import app, flags, logging
 
 import dataclasses
 
-from tfkd import io, models, training
+from tfkd import io, models, optimizers, training
 from tfkd.data import catalog, recipes
 from tfkd.errors import TfkdError
 
@@ -51,7 +51,7 @@ def define_common_flags(fv=FLAGS):
   flags.DEFINE_integer("epochs", 500, "Maximum number of epochs.", lower_bound=1, **d)
   flags.DEFINE_integer("batch_size", 1024, "Training batch size.", lower_bound=1, **d)
   flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0.0, **d)
-  flags.DEFINE_enum("optimizer", "adam", ["adam", "lazy_adam", "sgd"], "Adam, Adam that "
+  flags.DEFINE_enum("optimizer", "adam", sorted(optimizers.OPTIMIZERS), "Adam, Adam that "
                     "updates only the embedding rows of each batch (much faster), or plain SGD.",
                     **d)
   flags.DEFINE_list("pretrained", [], "Work directories of trained models that initialise this "
@@ -97,9 +97,9 @@ def define_model_flags(fv=FLAGS):
                      lower_bound=0.0, upper_bound=0.99, **d)
   flags.DEFINE_integer("seq_len", None, "Caser: previous items L it reads (default 5).",
                        lower_bound=1, **d)
-  flags.DEFINE_enum("loss", None, ["bce", "bpr"], "NeuMF: pointwise log loss (bce, the "
+  flags.DEFINE_enum("loss", None, list(models.neumf.LOSSES), "NeuMF: pointwise log loss (bce, the "
                     "default) or pairwise BPR.", **d)
-  flags.DEFINE_enum("towers", None, ["both", "gmf", "mlp"], "NeuMF: both towers (the default), "
+  flags.DEFINE_enum("towers", None, list(models.neumf.TOWERS), "NeuMF: both towers (the default), "
                     "or GMF or MLP alone (to pre-train a NeuMF, see --pretrained).", **d)
 
 
