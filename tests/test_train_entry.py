@@ -132,6 +132,8 @@ def test_model_flags_reach_only_models_that_take_them():
 
 
 def test_neumf_pretrained_towers_initialise_a_neumf(tmp_path):
+  import dataclasses
+
   import numpy as np
   import tensorflow as tf
 
@@ -156,6 +158,11 @@ def test_neumf_pretrained_towers_initialise_a_neumf(tmp_path):
                              0.25 * gmf.score_all(users) + 0.75 * mlp.score_all(users),
                              rtol=1e-5, atol=1e-5)
   assert "--pretrained=" in open(os.path.join(workdir, "flags.txt")).read()
+  # Resuming (a checkpoint in the workdir) restores from the checkpoint, not the pretrained dirs.
+  from tfkd import resume
+  open(os.path.join(workdir, resume.FILE), "w").close()
+  gone = dataclasses.replace(config, pretrained=(str(tmp_path / "deleted"),))
+  training._build(gone, d)  # no load of the missing directory
   # A work directory that is not a one-tower NeuMF: one line, non-zero exit.
   r = run(["--dataset=synthetic", f"--workdir={tmp_path}/bad", "--model=neumf", "--dim=8",
            "--num_candidates=40", f"--pretrained={dirs['gmf']},{workdir}"], tmp_path)

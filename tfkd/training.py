@@ -230,7 +230,9 @@ def _build(config, dataset):
     model = models.build_for(config.model, dataset, **config.model_config)
   except (TypeError, ValueError) as e:
     raise ConfigError(f"model {config.model!r}: {e}") from None
-  if config.pretrained:
+  # A run with a checkpoint restores every variable from it (or refuses it): the pretrained
+  # models are neither needed nor read then.
+  if config.pretrained and not os.path.isfile(os.path.join(config.workdir, resume.FILE)):
     pretrained = {d: load_model(d, dataset)[0] for d in config.pretrained}
     try:
       model.warm_start(pretrained, config.pretrain_alpha)
