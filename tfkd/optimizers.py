@@ -20,26 +20,35 @@ import keras
 import tensorflow as tf
 
 
-def _plain(variable):
-  value = getattr(variable, "value", None)
-  return (isinstance(value, tf.Variable) and not isinstance(value, tf.distribute.DistributedValues)
-          and not tf.distribute.has_strategy())
+def _resource(variable):
+  """The plain `tf.Variable` behind `variable`, or None under a distribution strategy. Keras's
+  `fit` hands `update_step` the backend `tf.Variable` itself; a direct `apply` hands it the Keras
+  variable, whose `value` is that `tf.Variable`."""
+  if tf.distribute.has_strategy():
+    return None
+  if not isinstance(variable, tf.Variable):
+    variable = getattr(variable, "value", None)
+  if isinstance(variable, tf.Variable) and not isinstance(variable,
+                                                          tf.distribute.DistributedValues):
+    return variable
+  return None
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
 class Adam(keras.optimizers.Adam):
-  """Keras 3's Adam through the fused TF kernel (plain variables). Keras's Adam densifies an
-  `IndexedSlices` gradient in its first arithmetic op, so densifying it here first is the same
-  update."""
+  """Keras 3's Adam through the fused TF kernel (plain variables). An `IndexedSlices` gradient is
+  densified first (duplicate rows summed, as the loss's gradient is), so every row's moments
+  decay as with a dense gradient."""
 
   def update_step(self, gradient, variable, learning_rate):
-    if self.amsgrad or not _plain(variable):
+    resource = None if self.amsgrad else _resource(variable)
+    if resource is None:
       return super().update_step(gradient, variable, learning_rate)
     dtype = variable.dtype
     step = tf.cast(self.iterations + 1, dtype)
     index = self._get_variable_index(variable)
     tf.raw_ops.ResourceApplyAdam(
-        var=variable.value.handle, m=self._momentums[index].value.handle,
+        var=resource.handle, m=self._momentums[index].value.handle,
         v=self._velocities[index].value.handle,
         beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
         beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
