@@ -6,7 +6,6 @@ BPR on CiteULike, 600k parameters, on this 2-core CPU); `ResourceApplyAdam`, the
 own Adam, does it in one multi-threaded pass (0.48 ms) with the same formula:
 m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
 w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps).
-Distributed variables take Keras's own path.
 
 Keras 3's Adam turns an embedding's `IndexedSlices` gradient into a dense tensor, so every step
 reads and writes the whole table and both moment tables: for a dim-200 BPR on CiteULike that is
@@ -21,17 +20,22 @@ import tensorflow as tf
 
 
 def _resource(variable):
-  """The plain `tf.Variable` behind `variable`, or None under a distribution strategy. Keras's
-  `fit` hands `update_step` the backend `tf.Variable` itself; a direct `apply` hands it the Keras
+  """The plain `tf.Variable` behind `variable`, or None. Keras's `fit` hands `update_step` the
+  backend `tf.Variable` itself (under a distribution strategy: one device's component, inside
+  the strategy's update of that device); a direct `apply` outside `fit` hands it the Keras
   variable, whose `value` is that `tf.Variable`."""
-  if tf.distribute.has_strategy():
-    return None
   if not isinstance(variable, tf.Variable):
     variable = getattr(variable, "value", None)
   if isinstance(variable, tf.Variable) and not isinstance(variable,
                                                           tf.distribute.DistributedValues):
     return variable
   return None
+
+
+def _slot_handle(slot):
+  """The resource handle of an optimizer slot (a Keras variable) on the device being updated: a
+  distributed slot's `handle` inside a strategy's update is its component on that device."""
+  return slot.value.handle
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
@@ -48,8 +52,8 @@ class Adam(keras.optimizers.Adam):
     step = tf.cast(self.iterations + 1, dtype)
     index = self._get_variable_index(variable)
     tf.raw_ops.ResourceApplyAdam(
-        var=resource.handle, m=self._momentums[index].value.handle,
-        v=self._velocities[index].value.handle,
+        var=resource.handle, m=_slot_handle(self._momentums[index]),
+        v=_slot_handle(self._velocities[index]),
         beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
         beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
         lr=tf.cast(learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype),
