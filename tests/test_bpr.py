@@ -18,10 +18,11 @@ def test_scores_match_numpy_oracle_and_each_other():
   users = np.array([0, 3, 4])
   items = np.array([[1, 2], [0, 6], [5, 5]])
   expected = np.einsum("bd,bnd->bn", p[users], q[items])
-  np.testing.assert_allclose(m.score(users, items).numpy(), expected, rtol=1e-5)
+  np.testing.assert_allclose(m.score(users, items).numpy(), expected, rtol=1e-5, atol=1e-6)
   all_scores = m.score_all(users).numpy()
-  np.testing.assert_allclose(all_scores, p[users] @ q.T, rtol=1e-5)
-  np.testing.assert_allclose(np.take_along_axis(all_scores, items, 1), expected, rtol=1e-5)
+  np.testing.assert_allclose(all_scores, p[users] @ q.T, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(np.take_along_axis(all_scores, items, 1), expected, rtol=1e-5,
+                             atol=1e-6)
   # score_users: BPR's matrix product against the base class's generic path through score().
   some_items = np.array([6, 0, 2])
   np.testing.assert_allclose(m.score_users(some_items).numpy(), q[some_items] @ p.T, atol=1e-6)

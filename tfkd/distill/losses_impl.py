@@ -42,6 +42,23 @@ def relaxed_permutation_nll(ordered, tail, ordered_mask=None, tail_mask=None):
   return _plackett_luce_nll(ordered, tail_lse, weights)
 
 
+# Up to this many ordered entries, a row's suffix (prefix) sums are one product with a triangular
+# matrix of ones: 4x faster than `tf.math.cumsum` along short rows on this CPU (0.09 vs 0.35 ms
+# for 900 x 41 float64), and still O(B n^2), so longer lists keep the scan.
+_TRIANGULAR_MAX = 128
+
+
+def _cumsum(x, reverse=False):
+  """tf.math.cumsum(x, axis=1, reverse=reverse) of a [B, n] float tensor."""
+  n = x.shape[1]
+  if n is None or n > _TRIANGULAR_MAX:
+    return tf.math.cumsum(x, axis=1, reverse=reverse)
+  ones = tf.ones([n, n], x.dtype)
+  # out[:, k] = sum_j x[:, j] m[j, k]: m[j, k] = 1 for j >= k (suffix) or j <= k (prefix).
+  return tf.matmul(x, tf.linalg.band_part(ones, -1, 0) if reverse else
+                   tf.linalg.band_part(ones, 0, -1))
+
+
 @tf.custom_gradient
 def _plackett_luce_nll(ordered, tail_lse, weights):
   """-sum_k w_k (s_k - D_k), D_k = log(sum_{j>=k} e^s_j + e^tau), with an analytic gradient.
@@ -56,7 +73,7 @@ def _plackett_luce_nll(ordered, tail_lse, weights):
   k = tf.shape(ordered)[1]
   x = tf.cast(tf.concat([ordered, tail_lse], axis=1), tf.float64)
   shift = tf.reduce_max(x, axis=1, keepdims=True)
-  suffix = tf.math.cumsum(tf.exp(x - shift), axis=1, reverse=True)[:, :k]
+  suffix = _cumsum(tf.exp(x - shift), reverse=True)[:, :k]
   denominator = shift + tf.math.log(tf.maximum(suffix, 1e-300))
   w = tf.cast(weights, tf.float64)
   nll = -tf.reduce_sum(w * (x[:, :k] - denominator), axis=1)
@@ -65,7 +82,7 @@ def _plackett_luce_nll(ordered, tail_lse, weights):
     neg = tf.where(w > 0, -denominator, tf.constant(-np.inf, tf.float64))
     top = tf.reduce_max(neg, axis=1, keepdims=True)
     top = tf.where(tf.math.is_finite(top), top, tf.zeros_like(top))  # rows with no entry
-    log_prefix = tf.math.log(tf.math.cumsum(w * tf.exp(neg - top), axis=1))
+    log_prefix = tf.math.log(_cumsum(w * tf.exp(neg - top)))
     up = tf.cast(upstream, tf.float64)[:, None]
     d_ordered = (tf.exp(x[:, :k] + top + log_prefix) - w) * up
     d_tail = tf.exp(x[:, k:] + top + log_prefix[:, -1:]) * up

@@ -42,7 +42,7 @@ class BPR(Recommender):
     """users [B], items [B, N] -> [B, N]."""
     if ops.is_long(items):  # a distillation list: see `ops.gather_dot`
       return ops.gather_dot(self.user_embedding(users), self.item_embedding.embeddings, items)
-    return tf.einsum("bd,bnd->bn", self.user_embedding(users), self.item_embedding(items))
+    return ops.row_dot(self.user_embedding(users), self.item_embedding(items))
 
   def score_all(self, users):
     """users [B] -> [B, num_items]."""
@@ -56,7 +56,7 @@ class BPR(Recommender):
     """items [B], users [B, N] -> [B, N]."""
     if ops.is_long(users):
       return ops.gather_dot(self.item_embedding(items), self.user_embedding.embeddings, users)
-    return tf.einsum("bd,bnd->bn", self.item_embedding(items), self.user_embedding(users))
+    return ops.row_dot(self.item_embedding(items), self.user_embedding(users))
 
   def data_loss(self, y_pred):
     """y_pred [B, 1 + k]: the observed item's score, then k sampled negatives' scores."""

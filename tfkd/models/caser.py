@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd.data import pipelines
+from tfkd.models import ops
 from tfkd.models.base import Recommender
 
 
@@ -105,7 +106,7 @@ class Caser(Recommender):
 
   def _decode(self, x, items):
     items = tf.cast(items, tf.int32)
-    return (tf.einsum("bd,bnd->bn", x, self.out_embedding(items)) +
+    return (ops.row_dot(x, self.out_embedding(items)) +
             tf.squeeze(self.out_bias(items), -1))
 
   def score(self, users, items):

@@ -118,7 +118,7 @@ class CDAE(Recommender):
 
   def _decode(self, z, items):
     """z [B, dim], items [B, N] -> [B, N]."""
-    return (tf.einsum("bd,bnd->bn", z, self.item_out(items)) +
+    return (ops.row_dot(z, self.item_out(items)) +
             tf.gather(self.item_bias, items))
 
   def score(self, users, items):
