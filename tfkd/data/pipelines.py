@@ -102,9 +102,12 @@ def epoch_batches(num_examples, batch_size, seed, make_epoch, first_epoch=None):
 
     def epoch_seed(_):
       epoch = counter.assign_add(1) - 1
-      # A stateless mix of (seed, epoch): distinct epochs and seeds never share a permutation.
-      return tf.random.experimental.stateless_fold_in(tf.constant([seed, 0x7fdcd], tf.int64),
-                                                      epoch)[0]
+      # A stateless mix of (seed, epoch) into one int64. (`stateless_fold_in` returns a key whose
+      # first element does not depend on the data folded in: taking it alone, as 8bee24f did,
+      # gave every epoch the same permutation and the same negatives.)
+      key = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0x7fdcd], tf.int64),
+                                                     epoch)
+      return tf.random.stateless_uniform([], seed=key, minval=None, maxval=None, dtype=tf.int64)
 
     seeds = tf.data.Dataset.from_tensors(0).map(epoch_seed)
   return seeds.flat_map(epoch).prefetch(tf.data.AUTOTUNE)
