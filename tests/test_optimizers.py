@@ -61,26 +61,25 @@ def test_fused_dense_adam_matches_numpy_oracle_and_keras_over_steps():
   assert int(fused.iterations.numpy()) == 3
 
 
-def test_sparse_gradients_are_adam_of_the_dense_gradient():
-  # An IndexedSlices gradient (duplicate rows summed) updates every row as its dense form does:
-  # rows absent from the batch still decay their moments (unlike LazyAdam). Keras's own Adam
-  # agrees except at the duplicated row 2, whose second moment it sums piece by piece.
+def test_sparse_gradients_follow_keras_adam_duplicates_included():
+  # Keras's Adam on an IndexedSlices gradient: the dense gradient's update except at duplicated
+  # rows (row 2 here), whose second moment sums the pieces' squares. Ours matches it on every row
+  # over three steps, and differs from Adam of the dense gradient at row 2 only.
   from tfkd.optimizers import Adam
   rng = np.random.default_rng(2)
   w0 = rng.normal(size=(6, 3)).astype(np.float32)
-  ours, dense, keras_sparse = keras.Variable(w0), keras.Variable(w0), keras.Variable(w0)
+  ours, keras_sparse, dense = keras.Variable(w0), keras.Variable(w0), keras.Variable(w0)
   a, b, c = Adam(0.1), keras.optimizers.Adam(0.1), keras.optimizers.Adam(0.1)
-  for rows in ([0, 2, 2], [5, 1]):
+  for rows in ([0, 2, 2], [5, 1], [2, 2, 2, 4]):
     g = tf.IndexedSlices(tf.constant(rng.normal(size=(len(rows), 3)), tf.float32),
                          tf.constant(rows), tf.constant([6, 3]))
     a.apply_gradients([(g, ours)])
-    b.apply_gradients([(tf.convert_to_tensor(g), dense)])
-    c.apply_gradients([(g, keras_sparse)])
-  np.testing.assert_allclose(ours.numpy(), dense.numpy(), rtol=1e-5, atol=1e-6)
+    b.apply_gradients([(g, keras_sparse)])
+    c.apply_gradients([(tf.convert_to_tensor(g), dense)])
+  np.testing.assert_allclose(ours.numpy(), keras_sparse.numpy(), rtol=1e-4, atol=1e-5)
   others = [0, 1, 3, 4, 5]
-  np.testing.assert_allclose(ours.numpy()[others], keras_sparse.numpy()[others], rtol=1e-5,
-                             atol=1e-6)
-  assert not np.allclose(ours.numpy()[2], keras_sparse.numpy()[2], atol=1e-4)
+  np.testing.assert_allclose(ours.numpy()[others], dense.numpy()[others], rtol=1e-4, atol=1e-5)
+  assert np.abs(ours.numpy()[2] - dense.numpy()[2]).max() > 1e-3
 
 
 def test_fit_runs_the_fused_kernel_and_matches_keras_adam(monkeypatch):

@@ -42,10 +42,14 @@ def _slot_handle(slot):
 class Adam(keras.optimizers.Adam):
   """Keras 3's Adam, its update computed by TF's fused Adam kernel (one multi-threaded pass).
 
-  An `IndexedSlices` gradient (an embedding's rows) is densified first, duplicate rows summed:
-  Adam of the loss's gradient, as Keras's Adam does it except at rows repeated within a batch,
-  where Keras's second moment takes the sum of the pieces' squares instead of the square of
-  their sum (it squares the `IndexedSlices` values before densifying them)."""
+  An `IndexedSlices` gradient (an embedding's rows) gets Keras's own semantics: Adam of the
+  densified gradient g (duplicate rows summed, every row's moments decaying), except that the
+  second moment takes S, the densified sum of the pieces' squares, where g^2 would be (Keras
+  squares the pieces before densifying them; S differs from g^2 only at rows repeated within the
+  batch). The fused kernel computes v += (g^2 - v)(1 - b2); adding
+  (S - g^2)(1 - b2) / b2 to v at the batch's rows first makes that v += (S - v)(1 - b2), Keras's
+  update. (Adam of g itself, without the correction, trained the dim-20 BPR student on CiteULike
+  to test H@5 0.4470 against 0.4562-0.4623 with Keras's update.)"""
 
   def update_step(self, gradient, variable, learning_rate):
     resource = None if self.amsgrad else _resource(variable)
@@ -54,13 +58,23 @@ class Adam(keras.optimizers.Adam):
     dtype = variable.dtype
     step = tf.cast(self.iterations + 1, dtype)
     index = self._get_variable_index(variable)
+    beta2 = tf.cast(self.beta_2, dtype)
+    if isinstance(gradient, tf.IndexedSlices):
+      values = tf.cast(gradient.values, dtype)
+      rows, position = tf.unique(gradient.indices)
+      count = tf.shape(rows)[0]
+      summed = tf.math.unsorted_segment_sum(values, position, count)
+      squares = tf.math.unsorted_segment_sum(tf.square(values), position, count)
+      self.assign_add(self._velocities[index], tf.IndexedSlices(
+          (squares - tf.square(summed)) * ((1 - beta2) / beta2), rows))
+      gradient = tf.IndexedSlices(summed, rows, gradient.dense_shape)
     tf.raw_ops.ResourceApplyAdam(
         var=resource.handle, m=_slot_handle(self._momentums[index]),
         v=_slot_handle(self._velocities[index]),
         beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
-        beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
+        beta2_power=tf.pow(beta2, step),
         lr=tf.cast(learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype),
-        beta2=tf.cast(self.beta_2, dtype), epsilon=tf.cast(self.epsilon, dtype),
+        beta2=beta2, epsilon=tf.cast(self.epsilon, dtype),
         grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
 
 
