@@ -1,7 +1,7 @@
 """tf.data pipelines: training pairs with negatives sampled inside the pipeline.
 
-Negatives are drawn with stateless random ops seeded per batch from `tf.data.Dataset.random`
-(re-randomized every epoch), so a run is reproducible from its seed and draws fresh negatives each
+Each epoch's permutation and negatives are drawn with stateless random ops from that epoch's
+seed (`epoch_batches`), so a run is reproducible from its seed and draws fresh negatives each
 epoch; nothing is sampled in Python.
 """
 
