@@ -22,9 +22,9 @@ DCD = ["--method=dcd", "--refresh_every=2", "--rrd_top=30", "--rrd_k=5", "--rrd_
 # exactly (per-replica losses / 2, summed), so only float summation order differs; but Adam's
 # step is g / sqrt(v), full-size even for a gradient entry that is rounding noise, so the two
 # runs drift apart (weights ~2% after 6 epochs; with SGD they are identical, tested below) and a
-# few users rank differently. RRD /
-# DCD average their list losses over each replica's distinct users (not the global batch's), and
-# rank-based sampling turns tiny float differences into other samples. Both: 6 users of 200.
+# few users rank differently. RRD / DCD average their list losses over each replica's distinct
+# users (not the global batch's), and rank-based sampling turns tiny float differences into other
+# samples. Both: 6 users of 200.
 TOLERANCE = {"trainers.train": 0.03, "trainers.distill": 0.03}
 
 
