@@ -43,6 +43,23 @@ def sequences(dataset, seq_len):
   return inputs, recent
 
 
+class _Windows(dict):
+  """L -> int32 [L, L]: position t's window t, t + 1, ..., clipped at L - 1."""
+
+  def __missing__(self, L):
+    self[L] = np.minimum(np.arange(L)[:, None] + np.arange(L)[None, :], L - 1).astype(np.int32)
+    return self[L]
+
+
+_WINDOWS = _Windows()
+
+
+def _valid_positions(L, n_h):
+  """float32 [L, L n_h]: 1 where filter h (columns (h - 1) n_h ..) is defined at position t."""
+  heights = np.repeat(np.arange(1, L + 1), n_h)
+  return (np.arange(L)[:, None] <= L - heights[None, :]).astype(np.float32)
+
+
 @keras.saving.register_keras_serializable(package="tfkd")
 class Caser(Recommender):
   """Convolutional sequence embedding over the last L items, plus a user embedding."""
@@ -98,11 +115,35 @@ class Caser(Recommender):
     users = tf.cast(users, tf.int32)
     if seq is None:
       seq = tf.gather(self.recent, users)
-    e = self.item_embedding(tf.cast(seq, tf.int32))[..., None]  # [B, L, d, 1]
-    horizontal = [tf.reduce_max(conv(e), axis=[1, 2]) for conv in self.h_convs]  # [B, n_h] each
-    vertical = tf.reshape(self.v_conv(e), [-1, self.num_v * self.dim])
-    z = self.fc(self.drop(tf.concat(horizontal + [vertical], axis=1), training=training))
+    e = self.item_embedding(tf.cast(seq, tf.int32))  # [B, L, d]
+    z = self.fc(self.drop(self._convolve(e), training=training))
     return tf.concat([z, self.user_embedding(users)], axis=1)
+
+  def _convolve(self, e):
+    """[B, L, d] -> [B, n_h L + n_v d]: the horizontal and vertical convolutions, computed with
+    the Conv2D layers' own kernels but as one matrix product each.
+
+    TF's CPU Conv2D gradient for these shapes (kernel as wide as the input, L = 5) took 250 ms of
+    a 257 ms teacher step at batch 1024. Here each position t gets the window of the next L rows
+    e[t], e[t + 1], ... (index clipped at L - 1) as one L x d vector, and one matmul applies every
+    filter: filter h reads the window's first h rows (its kernel, zero-padded to L rows). Filter h
+    is defined at t <= L - h only; after the ReLU the other positions are set to 0, which cannot
+    change the max over t since the valid values are >= 0.
+    """
+    L, d, n_h = self.seq_len, self.dim, self.num_h
+    windows = tf.gather(e, _WINDOWS[L], axis=1)  # [B, L, L, d]: row t is e[t], e[t + 1], ...
+    kernels = tf.concat(
+        [tf.concat([conv.kernel[:, :, 0, :], tf.zeros([L - h, d, n_h], conv.kernel.dtype)], 0)
+         for h, conv in enumerate(self.h_convs, start=1)], axis=2)  # [L, d, L n_h]
+    bias = tf.concat([conv.bias for conv in self.h_convs], axis=0)
+    out = tf.matmul(tf.reshape(windows, [-1, L * d]), tf.reshape(kernels, [L * d, L * n_h]))
+    out = tf.nn.relu(tf.reshape(out, [-1, L, L * n_h]) + bias) * _valid_positions(L, n_h)
+    horizontal = tf.reduce_max(out, axis=1)  # [B, L n_h], filters of height 1, 2, ... in order
+    # Vertical: out[b, k, f] = sum_l e[b, l, k] V[l, f] + c_f, flattened (k, f) as Conv2D's
+    # [B, 1, d, n_v] output is.
+    vertical = (tf.einsum("blk,lf->bkf", e, self.v_conv.kernel[:, 0, 0, :]) +
+                self.v_conv.bias)
+    return tf.concat([horizontal, tf.reshape(vertical, [-1, self.num_v * d])], axis=1)
 
   def _decode(self, x, items):
     items = tf.cast(items, tf.int32)
