@@ -8,14 +8,36 @@ Prints one JSON object: per phase, the process's resident memory when the phase 
 peak during the phase (MiB; Linux: VmHWM, reset between phases through /proc/self/clear_refs),
 the phase's seconds, and the size of the dense users x items float32 matrix the chunking avoids.
 Phases: `data` (generate, prepare, split), `knowledge` (teacher's top-K both sides), `evaluate`
-(full-ranking test evaluation), `dcd_refresh` (both sides' correction lists, union candidates),
-`cd_refresh` (CD-SG: the student's full ranking of every user, rank-aware draws, teacher logits).
-Models are BPR with random weights (teacher dim 200, student dim 20): costs do not depend on the
-weights' values. tests/test_memory.py runs this at two sizes and checks the growth.
+(full-ranking test evaluation), `dcd_setup` (the state DCD keeps per user and per item: RRD's
+excluded-pair hash tables over each row's observed and top-K columns, the correction-list
+variables; O((users + items) x K), not chunked), `dcd_refresh` (both sides' correction lists,
+union candidates), `cd_setup` and `cd_refresh` (CD-SG: the student's full ranking of every user,
+rank-aware draws, teacher logits). Models are BPR with random weights (teacher dim 200, student
+dim 20): costs do not depend on the weights' values. tests/test_memory.py runs this at two sizes
+and checks the growth.
+
+The script pins glibc's mmap threshold at 128 KiB (`mallopt`) before anything allocates: by
+default the threshold grows with the largest block freed, after which big buffers come from the
+heap and freed ones may or may not go back to the system, so a pass's "RSS at start" moved by
+~50 MiB from run to run and its growth with it. Pinned, a freed buffer leaves RSS at once and the
+peak is the pass's live memory.
 """
 
+import ctypes
 import json
 import time
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def _pin_mmap_threshold(nbytes=128 * 1024):
+  try:
+    ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, nbytes)
+  except OSError:  # not glibc: measure with the default allocator
+    pass
+
+
+_pin_mmap_threshold()
 
 from absl import app, flags
 
@@ -24,8 +46,10 @@ flags.DEFINE_integer("num_items", 40000, "Items of the synthetic catalog.")
 flags.DEFINE_integer("interactions_per_user", 20, "Interactions per user.")
 flags.DEFINE_integer("chunk_size", 1024, "Rows per chunk of every whole-catalog pass.")
 flags.DEFINE_integer("top_k", 50, "Teacher list length (RRD's and DCD's top lists use it).")
-flags.DEFINE_list("phases", ["data", "knowledge", "evaluate", "dcd_refresh", "cd_refresh"],
-                  "Phases to run, in order (each needs the ones before it: data, knowledge).")
+flags.DEFINE_list("phases", ["data", "knowledge", "evaluate", "dcd_setup", "dcd_refresh",
+                            "cd_setup", "cd_refresh"],
+                  "Phases to run, in order (each needs the ones before it: data, knowledge, and "
+                  "a refresh its setup).")
 FLAGS = flags.FLAGS
 
 
@@ -50,7 +74,8 @@ def main(argv):
   from tfkd.evaluation import Evaluator
 
   result = {"num_users": FLAGS.num_users, "num_items": FLAGS.num_items,
-            "chunk_size": FLAGS.chunk_size,
+            "chunk_size": FLAGS.chunk_size, "top_k": FLAGS.top_k,
+            "interactions_per_user": FLAGS.interactions_per_user,
             "dense_matrix_mib": round(FLAGS.num_users * FLAGS.num_items * 4 / 2**20, 1),
             "phases": {}}
   state = {}
@@ -88,23 +113,22 @@ def main(argv):
     Evaluator(state["dataset"], "test", "full", (10, 50), FLAGS.chunk_size).evaluate(
         state["student"])
 
-  def dcd_refresh():
+  def dcd_setup():
     config = dcd.DCDConfig(rrd=rrd.RRDConfig(top=2 * k, num_interesting=k // 2,
                                              num_uninteresting=k // 2), top=2 * k,
                            item_top=2 * k, num_under=k // 2, num_over=k // 2,
                            item_num_under=k // 2, item_num_over=k // 2,
                            chunk_size=FLAGS.chunk_size)
-    method = dcd.DCD(config)
-    method.setup(state["dataset"], state["student"], state["teacher"], state["knowledge"])
-    method.refresh(0)
+    state["dcd"] = dcd.DCD(config)
+    state["dcd"].setup(state["dataset"], state["student"], state["teacher"], state["knowledge"])
 
-  def cd_refresh():
-    method = cd.CD(cd.CDConfig(guide="student", sample_size=k, chunk_size=FLAGS.chunk_size))
-    method.setup(state["dataset"], state["student"], state["teacher"], state["knowledge"])
-    method.refresh(0)
+  def cd_setup():
+    state["cd"] = cd.CD(cd.CDConfig(guide="student", sample_size=k, chunk_size=FLAGS.chunk_size))
+    state["cd"].setup(state["dataset"], state["student"], state["teacher"], state["knowledge"])
 
   for name, fn in (("data", data), ("knowledge", knowledge), ("evaluate", evaluate),
-                   ("dcd_refresh", dcd_refresh), ("cd_refresh", cd_refresh)):
+                   ("dcd_setup", dcd_setup), ("dcd_refresh", lambda: state["dcd"].refresh(0)),
+                   ("cd_setup", cd_setup), ("cd_refresh", lambda: state["cd"].refresh(0))):
     phase(name, fn)
   print(json.dumps(result))
 
