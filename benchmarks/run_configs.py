@@ -8,7 +8,7 @@ Each (config, seed) runs `python -m trainers.train --flagfile=<config> --seed=<s
 The table shows test metrics as mean +- std over seeds, the final rank discrepancy of distilled
 students (user / item side, mean over seeds), the epochs run, and the wall time. `--compare=a:b`
 (config base names) adds a paired t-test over seeds of a against b on each metric (the seeds both
-have). `--report_only` runs nothing: the table and tests cover the finished seeds only (to report
+have); the test values of the first metric are printed per seed. `--report_only` runs nothing: the table and tests cover the finished seeds only (to report
 a set of runs still under way, or stopped).
 
   python benchmarks/run_configs.py --trainer=trainers.distill \
@@ -98,6 +98,10 @@ def main(argv):
   print(header)
   print("|" + "---|" * (len(FLAGS.metrics) + 6))
   print("\n".join(rows))
+  print(f"\nper seed, test {FLAGS.metrics[0]}:")
+  for name, by_seed in results.items():
+    print(f"- {name}: " + ", ".join(f"{by_seed[s]['test'][FLAGS.metrics[0]]:.4f} ({s})"
+                                    for s in sorted(by_seed)))
   for pair in FLAGS.compare:
     a, b = pair.split(":")
     common = sorted(set(results[a]) & set(results[b]))
