@@ -8,8 +8,9 @@ Each (config, seed) runs `python -m trainers.train --flagfile=<config> --seed=<s
 The table shows test metrics as mean +- std over seeds, the final rank discrepancy of distilled
 students (user / item side, mean over seeds), the epochs run, and the wall time. `--compare=a:b`
 (config base names) adds a paired t-test over seeds of a against b on each metric (the seeds both
-have); the test values of the first metric are printed per seed. `--report_only` runs nothing: the table and tests cover the finished seeds only (to report
-a set of runs still under way, or stopped).
+have); the test values of the first metric are printed per seed. `--report_only` runs nothing:
+the table and tests cover the finished seeds only (to report a set of runs still under way, or
+stopped).
 
   python benchmarks/run_configs.py --trainer=trainers.distill \
       --configs=configs/rrd.flags,configs/dcd.flags --seeds=0,1,2,3,4 --compare=dcd:rrd \

@@ -43,15 +43,9 @@ def sequences(dataset, seq_len):
   return inputs, recent
 
 
-class _Windows(dict):
-  """L -> int32 [L, L]: position t's window t, t + 1, ..., clipped at L - 1."""
-
-  def __missing__(self, L):
-    self[L] = np.minimum(np.arange(L)[:, None] + np.arange(L)[None, :], L - 1).astype(np.int32)
-    return self[L]
-
-
-_WINDOWS = _Windows()
+def _windows(L):
+  """int32 [L, L]: position t's window t, t + 1, ..., clipped at L - 1."""
+  return np.minimum(np.arange(L)[:, None] + np.arange(L)[None, :], L - 1).astype(np.int32)
 
 
 def _valid_positions(L, n_h):
@@ -86,6 +80,8 @@ class Caser(Recommender):
                                                  name="item_embedding")  # id num_items = pad
     self.user_embedding = keras.layers.Embedding(num_users, d, embeddings_initializer=init,
                                                  name="user_embedding")
+    # The convolutions' weights, in Conv2D's layout (kernel [h, d, 1, n]); `_convolve` applies
+    # them as matrix products rather than calling the layers.
     self.h_convs = [keras.layers.Conv2D(self.num_h, (h, d), activation="relu", name=f"conv_h{h}")
                     for h in range(1, L + 1)]
     self.v_conv = keras.layers.Conv2D(self.num_v, (L, 1), name="conv_v")
@@ -131,7 +127,7 @@ class Caser(Recommender):
     change the max over t since the valid values are >= 0.
     """
     L, d, n_h = self.seq_len, self.dim, self.num_h
-    windows = tf.gather(e, _WINDOWS[L], axis=1)  # [B, L, L, d]: row t is e[t], e[t + 1], ...
+    windows = tf.gather(e, _windows(L), axis=1)  # [B, L, L, d]: row t is e[t], e[t + 1], ...
     kernels = tf.concat(
         [tf.concat([conv.kernel[:, :, 0, :], tf.zeros([L - h, d, n_h], conv.kernel.dtype)], 0)
          for h, conv in enumerate(self.h_convs, start=1)], axis=2)  # [L, d, L n_h]
