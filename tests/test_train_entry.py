@@ -170,3 +170,10 @@ def test_neumf_pretrained_towers_initialise_a_neumf(tmp_path):
   assert r.stderr.strip().splitlines()[-1].endswith(
       f"pretrained: {workdir} is not a one-tower NeuMF (trained with --towers=gmf or "
       "--towers=mlp)")
+  # A tower that was never trained: one line naming the directory and what to run.
+  r = run(["--dataset=synthetic", f"--workdir={tmp_path}/bad2", "--model=neumf", "--dim=8",
+           "--num_candidates=40", f"--pretrained={dirs['gmf']},{tmp_path}/no_mlp"], tmp_path)
+  assert r.returncode != 0
+  last = r.stderr.strip().splitlines()[-1]
+  assert f"pretrained: {tmp_path}/no_mlp: no trained model" in last
+  assert "configs/neumf_mlp.flags" in last

@@ -233,7 +233,11 @@ def _build(config, dataset):
   # A run with a checkpoint restores every variable from it (or refuses it): the pretrained
   # models are neither needed nor read then.
   if config.pretrained and not os.path.isfile(os.path.join(config.workdir, resume.FILE)):
-    pretrained = {d: load_model(d, dataset)[0] for d in config.pretrained}
+    try:
+      pretrained = {d: load_model(d, dataset)[0] for d in config.pretrained}
+    except ConfigError as e:
+      raise ConfigError(f"pretrained: {e} (train the towers first, e.g. with "
+                        f"configs/neumf_gmf.flags and configs/neumf_mlp.flags)") from None
     try:
       model.warm_start(pretrained, config.pretrain_alpha)
     except ValueError as e:
