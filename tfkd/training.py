@@ -236,7 +236,10 @@ def _build(config, dataset):
     try:
       pretrained = {d: load_model(d, dataset)[0] for d in config.pretrained}
     except ConfigError as e:
-      raise ConfigError(f"pretrained: {e} (train the towers first, e.g. with "
+      # Every load failure (missing, corrupt, other dataset) gets the same reminder of what
+      # --pretrained takes, next to warm_start's own checks of the towers.
+      raise ConfigError(f"pretrained: {e} (--pretrained takes the work directories of trained "
+                        f"--towers=gmf and --towers=mlp runs on this dataset, e.g. of "
                         f"configs/neumf_gmf.flags and configs/neumf_mlp.flags)") from None
     try:
       model.warm_start(pretrained, config.pretrain_alpha)
