@@ -277,9 +277,54 @@ def test_cd_loss_parts_match_numpy(tiny):
                              np.mean(softplus(-y_pred.numpy()[:, 0])), rtol=1e-6)
 
 
+def test_cd_training_pass_equals_the_clean_one_for_a_deterministic_student(tiny):
+  # kd_pass "training": forward appends each row's user's sample to its items; L_KD read from
+  # those columns (one copy per row, weight 1 / n_u) equals the clean path's per-user sum when
+  # the student's training pass is deterministic (BPR), and L_CF sees only the own columns.
+  teacher, student = bpr_pair(tiny)
+  method = cd_setup(tiny, teacher, student, guide="teacher", sample_ratio=0.8, weight=0.4,
+                    kd_pass="training")
+  method.refresh(0)
+  x = first_batch(tiny)
+  y_pred = method.forward(student, x)
+  own = x["item"].shape[1]
+  assert y_pred.shape[1] == own + method.lists.shape[1]
+  np.testing.assert_allclose(
+      y_pred.numpy()[:, own:],
+      student.score(x["user"], tf.gather(method.lists, x["user"])).numpy(), rtol=1e-6)
+  np.testing.assert_allclose(float(method.loss_parts(student, x, y_pred)["cd_loss"]),
+                             float(method.loss_parts(student, x)["cd_loss"]), rtol=1e-5)
+  np.testing.assert_allclose(
+      float(method.base_parts(student, x, None, y_pred, True)["cf_loss"]),
+      float(method.base_parts(student, x, None, y_pred[:, :own], True)["cf_loss"]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("corruption", [0.0, 0.5])
+def test_cd_training_pass_scores_the_sample_from_the_corrupted_row(tiny, corruption):
+  keras.utils.set_random_seed(0)
+  teacher = models.build_for("cdae", tiny, dim=8)
+  student = models.build_for("cdae", tiny, dim=4, corruption=corruption, init_stddev=0.5)
+  method = cd_setup(tiny, teacher, student, guide="teacher", sample_ratio=0.8,
+                    kd_pass="training")
+  method.refresh(0)
+  x = first_batch(tiny)
+  own = x["item"].shape[1]
+  kd = method.forward(student, x).numpy()[:, own:]
+  clean = student.score(x["user"], tf.gather(method.lists, x["user"])).numpy()
+  users = x["user"].numpy()
+  twice = np.flatnonzero(users == users[np.argmax(np.bincount(users))])
+  assert len(twice) >= 2  # one corruption per user and step: its rows score alike
+  np.testing.assert_allclose(kd[twice[0]], kd[twice[1]], rtol=1e-6)
+  if corruption == 0.0:
+    np.testing.assert_allclose(kd, clean, rtol=1e-5, atol=1e-6)
+  else:  # the corrupted rows' scores, not the clean ones
+    assert np.abs(kd - clean).max() > 1e-3
+
+
 @pytest.mark.parametrize("bad,message", [
     (dict(guide="oracle"), "guide"), (dict(sample_size=0, sample_ratio=0.0), "sample"),
-    (dict(alpha=0.0), "alpha"), (dict(weight=1.5), "weight")])
+    (dict(alpha=0.0), "alpha"), (dict(weight=1.5), "weight"),
+    (dict(kd_pass="noisy"), "kd_pass")])
 def test_cd_config_refuses_bad_values(bad, message):
   from tfkd.errors import ConfigError
   with pytest.raises(ConfigError, match=message):
@@ -301,7 +346,8 @@ TINY = dict(dataset="synthetic", num_candidates=40, epochs=3, eval_every=1, batc
 
 
 @pytest.mark.parametrize("method,extra", [("rd", dict(rd_dynamic_start=1)),
-                                          ("cd", dict(cd_guide="student"))])
+                                          ("cd", dict(cd_guide="student")),
+                                          ("cd", dict(cd_kd_pass="training"))])
 def test_entry_point_runs_rd_and_cd(tmp_path, method, extra):
   workdir = str(tmp_path / "student")
   with flagsaver.flagsaver(workdir=workdir, teacher_dir=str(tmp_path / "teacher"),

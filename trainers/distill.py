@@ -88,6 +88,9 @@ flags.DEFINE_float("cd_alpha", 2.0, "CD: soft target sigmoid((t - beta) / alpha)
 flags.DEFINE_float("cd_beta", 1.0, "CD: soft target shift beta.")
 flags.DEFINE_enum("cd_cf_loss", "selective", ["selective", "full"],
                   "CD: the student's loss on observed items only (the paper), or its own loss.")
+flags.DEFINE_enum("cd_kd_pass", "clean", ["clean", "training"],
+                  "CD: score L_KD's sampled items in a clean pass of the student, or in the CF "
+                  "term's training pass (CDAE's corrupted rows, Caser's dropout).")
 flags.DEFINE_float("cd_weight", 0.5, "CD: lambda of (1 - lambda) L_CF + lambda L_KD.",
                    lower_bound=0.0, upper_bound=1.0)
 
@@ -123,6 +126,7 @@ def cd_config():
       guide=FLAGS.cd_guide, scheme=FLAGS.cd_scheme, slope=FLAGS.cd_slope,
       sample_ratio=FLAGS.cd_sample_ratio, sample_size=FLAGS.cd_sample_size, alpha=FLAGS.cd_alpha,
       beta=FLAGS.cd_beta, weight=FLAGS.cd_weight, cf_loss=FLAGS.cd_cf_loss,
+      kd_pass=FLAGS.cd_kd_pass,
       refresh_every=FLAGS.refresh_every,
       chunk_size=FLAGS.knowledge_chunk_size, seed=FLAGS.seed)
 

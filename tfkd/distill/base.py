@@ -56,8 +56,15 @@ class Method:
   def base_part_names(self):
     return ["base_loss"]
 
-  def loss_parts(self, student, x):
-    """{part name: weighted scalar loss} added to the student's own loss."""
+  def forward(self, student, x):
+    """The student's training forward pass of the batch `x`: the `y_pred` that `base_parts` and
+    `loss_parts` receive. By default the student's own; CD can widen it with its sampled items so
+    both of its terms come from one (corrupted, dropped-out) pass."""
+    return student(x, training=True)
+
+  def loss_parts(self, student, x, y_pred=None):
+    """{part name: weighted scalar loss} added to the student's own loss; `y_pred` is
+    `forward`'s output (None outside a training step)."""
     return {}
 
   def part_names(self):
@@ -108,7 +115,9 @@ class Distiller(distribute.FitModel):
     self.trackers = {}
 
   def call(self, inputs, training=False):
-    return self.student(inputs, training=training)
+    if training:
+      return self.method.forward(self.student, inputs)
+    return self.student(inputs, training=False)
 
   def score(self, users, items):
     return self.student.score(users, items)
@@ -118,7 +127,7 @@ class Distiller(distribute.FitModel):
 
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
     parts = self.method.base_parts(self.student, x, y, y_pred, training)
-    parts.update(self.method.loss_parts(self.student, x))
+    parts.update(self.method.loss_parts(self.student, x, y_pred))
     for name, value in parts.items():
       if name not in self.trackers:
         raise KeyError(f"loss part {name!r} was not declared by the method")

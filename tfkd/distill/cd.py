@@ -15,6 +15,12 @@ unobserved items ranked by the `guide`:
   "teacher"  CD-TG: the teacher's ranking (fixed);
   "student"  CD-SG: the student's current ranking; the teacher is asked for the soft targets of
              the items the student picked.
+`kd_pass` says which forward pass of the student L_KD scores: "clean" (default) scores the
+sampled items without corruption or dropout, apart from the CF term's pass; "training" scores them
+in the CF term's own training pass (`forward` widens the batch with the users' samples), so a
+CDAE student matches the teacher's soft targets from its corrupted row and a Caser student with
+dropout on, as an autoencoder that decodes every item from one corrupted input computes both.
+
 `scheme` is "linear" (p ~ 1 - relative rank; the paper's Algorithm 1) or "exponential"
 (p ~ exp(-relative rank / slope)). The sample size per user is `sample_size` when positive, else
 ceil(sample_ratio x the user's training items) (paper: 0.5, 0.8 on ML-100K; 50 items for Caser).
@@ -37,6 +43,7 @@ from tfkd.errors import ConfigError
 from tfkd.models.base import selective_log_loss
 
 GUIDES = ("uniform", "teacher", "student")
+KD_PASSES = ("clean", "training")
 
 
 @dataclasses.dataclass
@@ -50,6 +57,7 @@ class CDConfig:
   beta: float = 1.0
   weight: float = 0.5  # lambda
   cf_loss: str = "selective"  # or "full": the student's own loss, sampled negatives included
+  kd_pass: str = "clean"  # or "training": L_KD in the CF term's training forward pass
   refresh_every: int = 1
   chunk_size: int = 1024
   seed: int = 0
@@ -70,6 +78,8 @@ class CDConfig:
       raise ConfigError(f"cd weight must be in [0, 1], got {self.weight}")
     if self.cf_loss not in ("selective", "full"):
       raise ConfigError(f"cd cf_loss must be 'selective' or 'full', got {self.cf_loss!r}")
+    if self.kd_pass not in KD_PASSES:
+      raise ConfigError(f"cd kd_pass must be one of {KD_PASSES}, got {self.kd_pass!r}")
     if self.refresh_every <= 0:
       raise ConfigError(f"cd refresh_every must be positive, got {self.refresh_every}")
 
@@ -130,7 +140,21 @@ class CD(base.Method):
     logging.info("cd (%s guide) drew its samples at epoch %d in %.2f s", c.guide, epoch,
                  self.draws[-1]["seconds"])
 
+  def forward(self, student, x):
+    if self.config.kd_pass == "clean":
+      return student(x, training=True)
+    # Each row (u, i, negatives) followed by u's sample: one pass, one corruption per user.
+    lists = tf.gather(self.lists, tf.cast(x["user"], tf.int32))
+    items = tf.concat([tf.cast(x["item"], tf.int32), lists], axis=1)
+    return student({**x, "item": items}, training=True)
+
+  @staticmethod
+  def _own(x, y_pred):
+    """The columns of `y_pred` that score the batch's own items (`forward` may append more)."""
+    return y_pred[:, :x["item"].shape[1]]
+
   def base_parts(self, student, x, y, y_pred, training):
+    y_pred = self._own(x, y_pred)
     if self.config.cf_loss == "full":
       return {"cf_loss": (1.0 - self.config.weight) * student.objective(x, y_pred)}
     loss = (1.0 - self.config.weight) * selective_log_loss(y_pred)
@@ -142,21 +166,27 @@ class CD(base.Method):
   def part_names(self):
     return ["cd_loss"]
 
-  def loss_parts(self, student, x):
+  def loss_parts(self, student, x, y_pred=None):
     """The paper's objective is per user: sum of CE over the user's observed items plus sum of
     BCE over the user's sample. A batch here holds interactions, so user u's sample enters with
     weight c_u / n_u (c_u of u's n_u training items are in the batch): over an epoch every user's
     sample counts once, each sampled item as much as one observed item, and both sums are divided
-    by the batch size as the selective CE is."""
+    by the batch size as the selective CE is. With kd_pass "training" the sample's scores are the
+    columns `forward` appended, one copy per row of u (weight 1 / n_u each: the same sum)."""
     c = self.config
-    users, _, counts = tf.unique_with_counts(tf.cast(x["user"], tf.int32))
+    batch = tf.cast(tf.shape(x["user"])[0], tf.float32)
+    own = x["item"].shape[1]
+    if c.kd_pass == "training" and y_pred is not None and y_pred.shape[1] > own:
+      users = tf.cast(x["user"], tf.int32)
+      scores, share = y_pred[:, own:], 1.0 / tf.gather(self.positives, users)
+    else:
+      users, _, counts = tf.unique_with_counts(tf.cast(x["user"], tf.int32))
+      scores = student.score_lists(users, tf.gather(self.lists, users))
+      share = tf.cast(counts, tf.float32) / tf.gather(self.positives, users)
     valid = tf.gather(self.valid, users)
-    scores = student.score_lists(users, tf.gather(self.lists, users))
     per_item = losses_impl.soft_target_bce(scores, tf.gather(self.targets, users), c.alpha,
                                            c.beta, valid)  # mean over the valid entries
     per_user = per_item * tf.reduce_sum(tf.cast(valid, tf.float32), axis=1)  # their sum
-    share = tf.cast(counts, tf.float32) / tf.gather(self.positives, users)
-    batch = tf.cast(tf.shape(x["user"])[0], tf.float32)
     return {"cd_loss": c.weight * tf.reduce_sum(share * per_user) / batch}
 
   def callbacks(self):

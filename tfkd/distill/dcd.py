@@ -176,7 +176,7 @@ class DCD(base.Method):
     self.refreshes.append(record)
     logging.info("dcd refresh at epoch %d: %s", epoch, record)
 
-  def loss_parts(self, student, x):
+  def loss_parts(self, student, x, y_pred=None):
     """RRD's parts plus UCD / ICD. The correction lists are read from the refreshed variables
     here, in the training step, and scored in one call with RRD's lists of the same side."""
     c = self.config

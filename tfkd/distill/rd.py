@@ -100,7 +100,7 @@ class RD(base.Method):
     dynamic = losses_impl.discrepancy(est, tf.range(c.top, dtype=tf.float32)[None, :], c.mu)
     return tf.where(self.epoch >= c.dynamic_start, static * dynamic, static)
 
-  def loss_parts(self, student, x):
+  def loss_parts(self, student, x, y_pred=None):
     users = tf.unique(tf.cast(x["user"], tf.int32)).y
     scores = student.score(users, tf.gather(self.topk, users))
     w = tf.stop_gradient(self.weights(student, users, scores))

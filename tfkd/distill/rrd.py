@@ -214,5 +214,5 @@ class RRD(base.Method):
       parts["rrd_loss"] = c.weight * self.full_user_loss(student, users)
     return parts
 
-  def loss_parts(self, student, x):
+  def loss_parts(self, student, x, y_pred=None):
     return self.parts(student, *self.batch_rows(x))
