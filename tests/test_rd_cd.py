@@ -321,6 +321,24 @@ def test_cd_training_pass_scores_the_sample_from_the_corrupted_row(tiny, corrupt
     assert np.abs(kd - clean).max() > 1e-3
 
 
+def test_cd_training_pass_scores_caser_samples_in_each_examples_context(tiny):
+  # Caser's training rows carry their own previous items ("seq"): the sample is scored in that
+  # context (dropout off here, so exactly student(x with the sample as items)).
+  keras.utils.set_random_seed(0)
+  teacher = models.build_for("caser", tiny, dim=8)
+  student = models.build_for("caser", tiny, dim=4, dropout=0.0)
+  method = cd_setup(tiny, teacher, student, guide="teacher", sample_size=7, kd_pass="training")
+  method.refresh(0)
+  x = next(iter(student.make_train_dataset(tiny, 32, seed=0)))
+  own = x["item"].shape[1]
+  y_pred = method.forward(student, x).numpy()
+  lists = tf.gather(method.lists, x["user"])
+  want = student({**x, "item": lists}, training=True).numpy()
+  np.testing.assert_allclose(y_pred[:, own:], want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(y_pred[:, :own], student(x, training=True).numpy(), rtol=1e-5,
+                             atol=1e-6)
+
+
 @pytest.mark.parametrize("bad,message", [
     (dict(guide="oracle"), "guide"), (dict(sample_size=0, sample_ratio=0.0), "sample"),
     (dict(alpha=0.0), "alpha"), (dict(weight=1.5), "weight"),
