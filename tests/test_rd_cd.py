@@ -321,6 +321,37 @@ def test_cd_training_pass_scores_the_sample_from_the_corrupted_row(tiny, corrupt
     assert np.abs(kd - clean).max() > 1e-3
 
 
+@pytest.mark.parametrize("width", [3, 40])
+def test_cdae_lists_pass_equals_one_call_over_the_widened_items(tiny, width):
+  # CDAE reads wide lists from each distinct user's full decoded row; narrow ones go through the
+  # default. Either way: the same numbers as one call over [own items, lists] with the same
+  # corruption draw, and the same gradient.
+  keras.utils.set_random_seed(0)
+  student = models.build_for("cdae", tiny, dim=4, corruption=0.5, init_stddev=0.5)
+  x = first_batch(tiny)
+  rng = np.random.default_rng(0)
+  lists = tf.constant(rng.integers(0, tiny.num_items, (len(x["user"]), width)), tf.int32)
+  assert (width * 8 >= tiny.num_items) == (width == 40)
+  state = student.seed_generator.state.numpy()
+
+  def run(fn):
+    student.seed_generator.state.assign(state)
+    with tf.GradientTape() as tape:
+      out = fn()
+      loss = tf.reduce_sum(tf.sin(out))
+    return out.numpy(), [g.numpy() if not isinstance(g, tf.IndexedSlices)
+                         else tf.convert_to_tensor(g).numpy()
+                         for g in tape.gradient(loss, student.trainable_variables)]
+
+  got, got_grads = run(lambda: student.call_with_lists(x, lists, training=True))
+  items = tf.concat([tf.cast(x["item"], tf.int32), lists], axis=1)
+  want, want_grads = run(lambda: student({**x, "item": items}, training=True))
+  assert got.shape == (len(x["user"]), x["item"].shape[1] + width)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  for g, w in zip(got_grads, want_grads):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
+
+
 def test_cd_training_pass_scores_caser_samples_in_each_examples_context(tiny):
   # Caser's training rows carry their own previous items ("seq"): the sample is scored in that
   # context (dropout off here, so exactly student(x with the sample as items)).

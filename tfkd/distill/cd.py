@@ -144,9 +144,8 @@ class CD(base.Method):
     if self.config.kd_pass == "clean":
       return student(x, training=True)
     # Each row (u, i, negatives) followed by u's sample: one pass, one corruption per user.
-    lists = tf.gather(self.lists, tf.cast(x["user"], tf.int32))
-    items = tf.concat([tf.cast(x["item"], tf.int32), lists], axis=1)
-    return student({**x, "item": items}, training=True)
+    return student.call_with_lists(x, tf.gather(self.lists, tf.cast(x["user"], tf.int32)),
+                                   training=True)
 
   @staticmethod
   def _own(x, y_pred):

@@ -105,6 +105,13 @@ class Recommender(distribute.FitModel):
     items = tf.cast(inputs["item"], tf.int32)
     return self.score(users, items)
 
+  def call_with_lists(self, inputs, lists, training=False):
+    """call(inputs) with `lists` [B, W] scored in the same pass (same corruption, dropout):
+    [B, N + W], the batch's own items first. By default one call over the widened items; models
+    whose pass is shared per user (CDAE) score the lists more cheaply."""
+    items = tf.concat([tf.cast(inputs["item"], tf.int32), tf.cast(lists, tf.int32)], axis=1)
+    return self({**inputs, "item": items}, training=training)
+
   def attach(self, dataset):
     """Stores what the model scores from besides its weights (CDAE: users' training rows; Caser:
     their latest items) as non-trainable variables. Nothing for most models."""

@@ -132,6 +132,22 @@ class CDAE(Recommender):
     z = tf.gather(self.encode(distinct, training=training), index)
     return self._decode(z, tf.cast(inputs["item"], tf.int32))
 
+  def call_with_lists(self, inputs, lists, training=False):
+    """As the default (one encoding, one corruption per distinct user), but wide lists are read
+    from each distinct user's full decoded row: a [U, num_items] product whose gradient is dense,
+    instead of one gathered output row per (row, list entry) (ML-100K CD, 1024 rows x ~560
+    entries: ~4x the step time)."""
+    lists = tf.cast(lists, tf.int32)
+    width = lists.shape[1]
+    if width is None or width * 8 < self.num_items:
+      return super().call_with_lists(inputs, lists, training=training)
+    distinct, index = tf.unique(tf.cast(inputs["user"], tf.int32))
+    z = self.encode(distinct, training=training)
+    own = self._decode(tf.gather(z, index), tf.cast(inputs["item"], tf.int32))
+    full = tf.matmul(z, self.item_out.embeddings, transpose_b=True) + self.item_bias
+    flat = index[:, None] * self.num_items + lists  # no [rows, num_items] copy of `full`
+    return tf.concat([own, tf.gather(tf.reshape(full, [-1]), flat)], axis=1)
+
   def score_all(self, users):
     """users [B] -> [B, num_items]."""
     return (tf.matmul(self.encode(users), self.item_out.embeddings, transpose_b=True) +
