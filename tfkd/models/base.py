@@ -79,11 +79,15 @@ class Recommender(distribute.FitModel):
   # row per list entry (and its gradient is dense, not a scatter of every entry).
   factored = False
 
+  def reads_full_rows(self, width):
+    """True when lists of static `width` are cheaper read from full score rows than scored one
+    entry at a time: the model is `factored` and they cover at least 1/8 of the catalog."""
+    return self.factored and width is not None and width * 8 >= self.num_items
+
   def score_lists(self, users, items):
-    """score(users, items) for lists of a static width; gathers from score_all when the model is
-    `factored` and the lists cover at least 1/8 of the catalog."""
-    width = items.shape[1]
-    if self.factored and width is not None and width * 8 >= self.num_items:
+    """score(users, items) for lists of a static width; gathers from score_all when
+    `reads_full_rows` says so."""
+    if self.reads_full_rows(items.shape[1]):
       return tf.gather(self.score_all(users), tf.cast(items, tf.int32), batch_dims=1)
     return self.score(users, items)
 

@@ -125,33 +125,36 @@ class CDAE(Recommender):
     """users [B], items [B, N] -> [B, N] (no corruption)."""
     return self._decode(self.encode(users), tf.cast(items, tf.int32))
 
+  def _encode_distinct(self, users, training):
+    """A training batch repeats active users: encode each distinct user once (one corruption of
+    their row per step, as CDAE's per-user updates). -> (z [U, dim], index [B] into it)."""
+    distinct, index = tf.unique(tf.cast(users, tf.int32))
+    return self.encode(distinct, training=training), index
+
+  def _decode_all(self, z):
+    """z [B, dim] -> [B, num_items]."""
+    return tf.matmul(z, self.item_out.embeddings, transpose_b=True) + self.item_bias
+
   def call(self, inputs, training=False):
-    # A training batch repeats active users: encode each distinct user once (one corruption of
-    # their row per step, as CDAE's per-user updates).
-    distinct, index = tf.unique(tf.cast(inputs["user"], tf.int32))
-    z = tf.gather(self.encode(distinct, training=training), index)
-    return self._decode(z, tf.cast(inputs["item"], tf.int32))
+    z, index = self._encode_distinct(inputs["user"], training)
+    return self._decode(tf.gather(z, index), tf.cast(inputs["item"], tf.int32))
 
   def call_with_lists(self, inputs, lists, training=False):
     """As the default (one encoding, one corruption per distinct user), but wide lists are read
     from each distinct user's full decoded row: a [U, num_items] product whose gradient is dense,
     instead of one gathered output row per (row, list entry) (ML-100K CD, 1024 rows x ~560
     entries: ~4x the step time)."""
-    lists = tf.cast(lists, tf.int32)
-    width = lists.shape[1]
-    if width is None or width * 8 < self.num_items:
+    if not self.reads_full_rows(lists.shape[1]):
       return super().call_with_lists(inputs, lists, training=training)
-    distinct, index = tf.unique(tf.cast(inputs["user"], tf.int32))
-    z = self.encode(distinct, training=training)
+    z, index = self._encode_distinct(inputs["user"], training)
     own = self._decode(tf.gather(z, index), tf.cast(inputs["item"], tf.int32))
-    full = tf.matmul(z, self.item_out.embeddings, transpose_b=True) + self.item_bias
-    flat = index[:, None] * self.num_items + lists  # no [rows, num_items] copy of `full`
-    return tf.concat([own, tf.gather(tf.reshape(full, [-1]), flat)], axis=1)
+    # One flat gather: no [rows, num_items] copy of the distinct users' rows.
+    flat = index[:, None] * self.num_items + tf.cast(lists, tf.int32)
+    return tf.concat([own, tf.gather(tf.reshape(self._decode_all(z), [-1]), flat)], axis=1)
 
   def score_all(self, users):
     """users [B] -> [B, num_items]."""
-    return (tf.matmul(self.encode(users), self.item_out.embeddings, transpose_b=True) +
-            self.item_bias)
+    return self._decode_all(self.encode(users))
 
   def score_users(self, items):
     """items [B] -> [B, num_users]: every user's encoding against the items' output rows."""
