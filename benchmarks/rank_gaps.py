@@ -30,13 +30,12 @@ def _report():
   teacher, _ = training.load_model(FLAGS.teacher_dir, dataset)
   knowledge = distill.teacher.load_or_compute(
       teacher, FLAGS.teacher_dir, os.path.join(FLAGS.teacher_dir, training.WEIGHTS_FILE), dataset,
-      min(training.GAP_TOP, dataset.num_items), min(training.GAP_TOP, dataset.num_users))
+      *distill.ranks.gap_depths(dataset))
   gaps = []
   for workdir in FLAGS.students:
     student, _ = training.load_model(workdir, dataset)
-    gaps.append([distill.ranks.mean_rank_gap(student, distill.ranks.SideScorer(dataset, side),
-                                             knowledge[f"{side}_topk"][:, :training.GAP_TOP])
-                 for side in ("user", "item")])
+    side_gaps = distill.ranks.final_rank_gaps(student, dataset, knowledge)
+    gaps.append([side_gaps["user"], side_gaps["item"]])
     print(f"{workdir}: user {gaps[-1][0]:.1f} / item {gaps[-1][1]:.1f}")
   if len(gaps) > 1:
     mean = np.mean(gaps, axis=0)

@@ -49,3 +49,23 @@ def test_mean_rank_gap_matches_numpy(tiny, side):
                       for r, t in zip(rows, top)])
   got = ranks.mean_rank_gap(FixedScores(matrix), ranks.SideScorer(tiny, side), top, chunk_size=3)
   assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_final_rank_gaps_reads_the_top_of_deeper_knowledge(tiny):
+  """final_rank_gaps measures over the first `top` columns of each side's teacher list, however
+  deep the knowledge is, and gap_depths caps the depth at the other side's size."""
+  rng = np.random.default_rng(2)
+  matrix = rng.normal(size=(tiny.num_users, tiny.num_items)).astype(np.float32)
+  masked = matrix.copy()
+  masked[tiny.train_users, tiny.train_items] = -np.inf
+  top, deep = 3, 5
+  knowledge, expected = {}, {}
+  for side, rows in (("user", masked), ("item", masked.T)):
+    lists = np.stack([rng.permutation(np.flatnonzero(np.isfinite(r)))[:deep] for r in rows])
+    knowledge[f"{side}_topk"] = lists
+    expected[side] = np.mean([[abs(np.sum(r > r[c]) - k) for k, c in enumerate(t[:top])]
+                              for r, t in zip(rows, lists)])
+  got = ranks.final_rank_gaps(FixedScores(matrix), tiny, knowledge, top=top, chunk_size=4)
+  assert got == pytest.approx(expected, rel=1e-6)
+  assert ranks.gap_depths(tiny, top=10 ** 6) == (tiny.num_items, tiny.num_users)
+  assert ranks.gap_depths(tiny, top=2) == (2, 2)

@@ -333,9 +333,6 @@ def train(config: TrainConfig):
   return fit_evaluate_save(config, dataset, model, model, strategy)
 
 
-GAP_TOP = 50  # the teacher's list over which the final rank discrepancy is measured
-
-
 @dataclasses.dataclass
 class DistillConfig(TrainConfig):
   """A student's training plus: the teacher (trained first when `teacher_dir` holds none) and the
@@ -373,11 +370,12 @@ def distill(config: DistillConfig):
   config, dataset, strategy = _setup(config)
   teacher, _ = ensure_teacher(config, dataset, strategy)
   keras.utils.set_random_seed(config.seed)
-  # At least the teacher's top GAP_TOP on both sides, for the final rank discrepancy.
+  # Deep enough for the method and for the final rank discrepancy.
+  gap_user_k, gap_item_k = distill_lib.ranks.gap_depths(dataset)
   knowledge = distill_lib.teacher.load_or_compute(
       teacher, config.teacher_dir, os.path.join(config.teacher_dir, WEIGHTS_FILE), dataset,
-      max(method.user_k, min(GAP_TOP, dataset.num_items)),
-      max(method.item_k, min(GAP_TOP, dataset.num_users)), config.knowledge_chunk_size)
+      max(method.user_k, gap_user_k), max(method.item_k, gap_item_k),
+      config.knowledge_chunk_size)
   with strategy.scope():
     student = _build(config, dataset)
   method.setup(dataset, student, teacher, knowledge)
@@ -386,11 +384,8 @@ def distill(config: DistillConfig):
   distiller.declare_parts()
 
   def extra_metrics():
-    # Fig. 1a of the DCD paper for the final student: mean |R_S - R_T| over the teacher's top-50.
-    gaps = {side: distill_lib.ranks.mean_rank_gap(
-                student, distill_lib.ranks.SideScorer(dataset, side),
-                knowledge[f"{side}_topk"][:, :GAP_TOP], config.knowledge_chunk_size)
-            for side in ("user", "item")}
+    gaps = distill_lib.ranks.final_rank_gaps(student, dataset, knowledge,
+                                             chunk_size=config.knowledge_chunk_size)
     return {**method.extra_metrics(), "discrepancy": gaps}
 
   return fit_evaluate_save(config, dataset, distiller, student, strategy, method, extra_metrics)

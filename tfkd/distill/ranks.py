@@ -93,6 +93,23 @@ def mean_rank_gap(model, scorer, teacher_top, chunk_size=1024):
   return total / max(count, 1)
 
 
+GAP_TOP = 50  # the teacher's list over which a student's final rank discrepancy is measured
+
+
+def gap_depths(dataset, top=GAP_TOP):
+  """(user_k, item_k): how deep the teacher's rankings must go for `final_rank_gaps`."""
+  return min(top, dataset.num_items), min(top, dataset.num_users)
+
+
+def final_rank_gaps(model, dataset, knowledge, top=GAP_TOP, chunk_size=1024):
+  """The DCD paper's Fig. 1a for a trained model: {"user": g, "item": g}, mean |R_S - R_T| over
+  the teacher's top-`top` of every row on each side (knowledge from `teacher.load_or_compute`,
+  at least `gap_depths` deep)."""
+  return {side: mean_rank_gap(model, SideScorer(dataset, side),
+                              knowledge[f"{side}_topk"][:, :top], chunk_size)
+          for side in ("user", "item")}
+
+
 def full_ranks(scores):
   """[B, N] -> int32 [B, N]: the rank of every entry (ties broken by column order)."""
   order = tf.argsort(scores, axis=1, direction="DESCENDING", stable=True)
