@@ -246,6 +246,26 @@ def test_cd_uniform_guide_is_uniform_over_unobserved(tiny):
   np.testing.assert_array_equal(method.lists.numpy(), again)
 
 
+@pytest.mark.parametrize("guide", ["teacher", "uniform", "student"])
+def test_cd_cached_order_gives_the_same_draws(tiny, guide):
+  """The fixed guides keep their order between draws; the draws are those of recomputing it
+  (chunks of 3 users: several cache entries), and the student's guide is never cached."""
+  rng = np.random.default_rng(4)
+  t = rng.normal(size=(tiny.num_users, tiny.num_items))
+  student = FixedScores(rng.normal(size=t.shape))
+  cached, fresh = (cd_setup(tiny, FixedScores(t), student, guide=guide, sample_ratio=0.5,
+                            chunk_size=3, cache_bytes=b) for b in (1 << 30, 0))
+  for epoch in range(3):
+    for method in (cached, fresh):
+      method.refresh(epoch)
+    for a, b in zip(cached.state_variables(), fresh.state_variables()):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert fresh._cache is None
+  assert (cached._cache is None) == (guide == "student")
+  if guide != "student":
+    assert len(cached._cache) == -(-tiny.num_users // 3)
+
+
 def test_cd_loss_parts_match_numpy(tiny):
   teacher, student = bpr_pair(tiny)
   method = cd_setup(tiny, teacher, student, guide="student", sample_ratio=0.8, alpha=2.0,
@@ -372,7 +392,7 @@ def test_cd_training_pass_scores_caser_samples_in_each_examples_context(tiny):
 @pytest.mark.parametrize("bad,message", [
     (dict(guide="oracle"), "guide"), (dict(sample_size=0, sample_ratio=0.0), "sample"),
     (dict(alpha=0.0), "alpha"), (dict(weight=1.5), "weight"),
-    (dict(kd_pass="noisy"), "kd_pass")])
+    (dict(kd_pass="noisy"), "kd_pass"), (dict(cache_bytes=-1), "cache_bytes")])
 def test_cd_config_refuses_bad_values(bad, message):
   from tfkd.errors import ConfigError
   with pytest.raises(ConfigError, match=message):
