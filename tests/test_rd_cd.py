@@ -328,17 +328,72 @@ def test_cd_training_pass_scores_the_sample_from_the_corrupted_row(tiny, corrupt
                     kd_pass="training")
   method.refresh(0)
   x = first_batch(tiny)
-  own = x["item"].shape[1]
-  kd = method.forward(student, x).numpy()[:, own:]
-  clean = student.score(x["user"], tf.gather(method.lists, x["user"])).numpy()
   users = x["user"].numpy()
+  valid = tf.gather(method.valid, users).numpy()
+  y_pred = method.forward(student, x)
+  assert isinstance(y_pred, tuple)  # narrow lists (width 8 of 120 items): valid entries only
+  kd = np.full(valid.shape, np.nan, np.float32)
+  kd[valid] = y_pred[1].numpy()
+  clean = student.score(x["user"], tf.gather(method.lists, x["user"])).numpy()
   twice = np.flatnonzero(users == users[np.argmax(np.bincount(users))])
   assert len(twice) >= 2  # one corruption per user and step: its rows score alike
   np.testing.assert_allclose(kd[twice[0]], kd[twice[1]], rtol=1e-6)
   if corruption == 0.0:
-    np.testing.assert_allclose(kd, clean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(kd[valid], clean[valid], rtol=1e-5, atol=1e-6)
   else:  # the corrupted rows' scores, not the clean ones
-    assert np.abs(kd - clean).max() > 1e-3
+    assert np.abs(kd[valid] - clean[valid]).max() > 1e-3
+
+
+def test_cdae_pairs_pass_equals_the_dense_lists_pass(tiny):
+  # Narrow padded lists are scored as their valid entries only: the same scores (same
+  # corruption draw) as the dense pass's valid entries, the same gradient, and the same L_KD.
+  keras.utils.set_random_seed(0)
+  teacher = models.build_for("cdae", tiny, dim=8)
+  student = models.build_for("cdae", tiny, dim=4, corruption=0.5, init_stddev=0.5)
+  method = cd_setup(tiny, teacher, student, guide="teacher", sample_ratio=0.8, weight=0.3,
+                    kd_pass="training")
+  method.refresh(0)
+  # Rows of unequal length, as padding to the widest user's makes them: keep a random prefix.
+  keep = np.arange(method.valid.shape[1]) <= np.random.default_rng(0).integers(
+      0, method.valid.shape[1], method.valid.shape[0])[:, None]
+  method.valid.assign(method.valid.numpy() & keep)
+  method.positives = tf.constant(np.random.default_rng(1).integers(5, 50, tiny.num_users),
+                                 tf.float32)  # users of unequal weight 1 / n_u
+  x = first_batch(tiny)
+  users = tf.cast(x["user"], tf.int32)
+  lists, valid = tf.gather(method.lists, users), tf.gather(method.valid, users)
+  assert student.lists_as_pairs(lists.shape[1]) and not bool(tf.reduce_all(valid))
+  state = student.seed_generator.state.numpy()
+
+  def run(fn):
+    student.seed_generator.state.assign(state)
+    with tf.GradientTape() as tape:
+      own, pairs, y_pred = fn()
+      loss = (tf.reduce_sum(tf.sin(own)) + tf.reduce_sum(tf.cos(pairs)) +
+              method.loss_parts(student, x, y_pred)["cd_loss"])
+    return ([own.numpy(), pairs.numpy(), float(method.loss_parts(student, x, y_pred)["cd_loss"])],
+            [tf.convert_to_tensor(g).numpy()
+             for g in tape.gradient(loss, student.trainable_variables)])
+
+  def pairs_pass():
+    y = method.forward(student, x)
+    return y[0], y[1], y
+
+  def dense_pass():
+    y = student.call_with_lists(x, lists, training=True)
+    own = x["item"].shape[1]
+    return y[:, :own], tf.boolean_mask(y[:, own:], valid), y
+
+  got, got_grads = run(pairs_pass)
+  want, want_grads = run(dense_pass)
+  assert got[1].shape == (int(tf.reduce_sum(tf.cast(valid, tf.int32))),)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+  for g, w in zip(got_grads, want_grads):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(  # the own columns alone make L_CF
+      float(method.base_parts(student, x, None, (tf.constant(want[0]), None), True)["cf_loss"]),
+      float(method.base_parts(student, x, None, tf.constant(want[0]), True)["cf_loss"]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("width", [3, 40])

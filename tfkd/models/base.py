@@ -116,6 +116,20 @@ class Recommender(distribute.FitModel):
     items = tf.concat([tf.cast(inputs["item"], tf.int32), tf.cast(lists, tf.int32)], axis=1)
     return self({**inputs, "item": items}, training=training)
 
+  def lists_as_pairs(self, width):
+    """True when lists of static `width`, mostly padding, are cheaper scored in the training pass
+    as their valid entries only (`call_with_pairs`) than as a dense [B, W] block. False unless a
+    model says otherwise."""
+    return False
+
+  def call_with_pairs(self, inputs, lists, valid, training=False):
+    """`call_with_lists` keeping only the `valid` [B, W] entries of `lists`: (own [B, N], pair
+    scores [P] in `tf.where(valid)` order). By default the dense pass, then its valid entries;
+    models whose `lists_as_pairs` can be true score only those entries."""
+    own = inputs["item"].shape[1]
+    y = self.call_with_lists(inputs, lists, training=training)
+    return y[:, :own], tf.boolean_mask(y[:, own:], valid)
+
   def attach(self, dataset):
     """Stores what the model scores from besides its weights (CDAE: users' training rows; Caser:
     their latest items) as non-trainable variables. Nothing for most models."""

@@ -152,6 +152,23 @@ class CDAE(Recommender):
     flat = index[:, None] * self.num_items + tf.cast(lists, tf.int32)
     return tf.concat([own, tf.gather(tf.reshape(self._decode_all(z), [-1]), flat)], axis=1)
 
+  def lists_as_pairs(self, width):
+    # Narrow lists padded to the widest user's (Amazon Music CD: width 203, ~25 valid entries
+    # per row): one gathered output row per valid entry instead of per padded one.
+    return not self.reads_full_rows(width)
+
+  def call_with_pairs(self, inputs, lists, valid, training=False):
+    """As `call_with_lists` (one encoding, one corruption per distinct user), scoring only the
+    valid entries of narrow lists: (own [B, N], pair scores [P] in tf.where(valid) order)."""
+    if not self.lists_as_pairs(lists.shape[1]):
+      return super().call_with_pairs(inputs, lists, valid, training=training)
+    z, index = self._encode_distinct(inputs["user"], training)
+    own = self._decode(tf.gather(z, index), tf.cast(inputs["item"], tf.int32))
+    where = tf.where(valid)
+    pair_z = tf.gather(z, tf.gather(index, where[:, 0]))
+    items = tf.gather_nd(tf.cast(lists, tf.int32), where)
+    return own, self._decode(pair_z, items[:, None])[:, 0]
+
   def score_all(self, users):
     """users [B] -> [B, num_items]."""
     return self._decode_all(self.encode(users))
