@@ -165,14 +165,15 @@ class CD(base.Method):
     # Each row (u, i, negatives) followed by u's sample: one pass, one corruption per user.
     users = tf.cast(x["user"], tf.int32)
     lists = tf.gather(self.lists, users)
-    if student.lists_as_pairs(lists.shape[1]):  # (own scores, the valid entries' scores)
-      return student.call_with_pairs(x, lists, tf.gather(self.valid, users), training=True)
+    if student.lists_as_pairs(lists.shape[1]):  # (own scores, valid entries' scores, where)
+      where = tf.where(tf.gather(self.valid, users))
+      return (*student.call_with_pairs(x, lists, where, training=True), where)
     return student.call_with_lists(x, lists, training=True)
 
   @staticmethod
   def _own(x, y_pred):
     """The scores of the batch's own items (`forward` may append the sample's, as columns or as
-    the second of a pair)."""
+    the second of (own, pair scores, their positions))."""
     if isinstance(y_pred, (tuple, list)):
       return y_pred[0]
     return y_pred[:, :x["item"].shape[1]]
@@ -201,12 +202,11 @@ class CD(base.Method):
     batch = tf.cast(tf.shape(x["user"])[0], tf.float32)
     own = x["item"].shape[1]
     if c.kd_pass == "training" and isinstance(y_pred, (tuple, list)):
-      # The valid entries only, in tf.where(valid) order, as `forward` scored them.
-      users = tf.cast(x["user"], tf.int32)
-      where = tf.where(tf.gather(self.valid, users))
+      # The valid entries only, at the positions `forward` scored them.
+      users, (_, pair_scores, where) = tf.cast(x["user"], tf.int32), y_pred
       targets = tf.gather_nd(tf.gather(self.targets, users), where)
       share = tf.gather(1.0 / tf.gather(self.positives, users), where[:, 0])
-      bce = losses_impl.soft_target_bce(y_pred[1][:, None], targets[:, None], c.alpha, c.beta)
+      bce = losses_impl.soft_target_bce(pair_scores[:, None], targets[:, None], c.alpha, c.beta)
       return {"cd_loss": c.weight * tf.reduce_sum(share * bce) / batch}
     if c.kd_pass == "training" and y_pred is not None and y_pred.shape[1] > own:
       users = tf.cast(x["user"], tf.int32)

@@ -122,13 +122,13 @@ class Recommender(distribute.FitModel):
     model says otherwise."""
     return False
 
-  def call_with_pairs(self, inputs, lists, valid, training=False):
-    """`call_with_lists` keeping only the `valid` [B, W] entries of `lists`: (own [B, N], pair
-    scores [P] in `tf.where(valid)` order). By default the dense pass, then its valid entries;
-    models whose `lists_as_pairs` can be true score only those entries."""
+  def call_with_pairs(self, inputs, lists, where, training=False):
+    """`call_with_lists` keeping only the entries of `lists` [B, W] at `where` [P, 2] (row,
+    column; `tf.where` of the valid mask): (own [B, N], pair scores [P]). By default the dense
+    pass, then those entries; models whose `lists_as_pairs` can be true score only them."""
     own = inputs["item"].shape[1]
     y = self.call_with_lists(inputs, lists, training=training)
-    return y[:, :own], tf.boolean_mask(y[:, own:], valid)
+    return y[:, :own], tf.gather_nd(y[:, own:], where)
 
   def attach(self, dataset):
     """Stores what the model scores from besides its weights (CDAE: users' training rows; Caser:

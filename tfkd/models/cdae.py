@@ -157,14 +157,13 @@ class CDAE(Recommender):
     # per row): one gathered output row per valid entry instead of per padded one.
     return not self.reads_full_rows(width)
 
-  def call_with_pairs(self, inputs, lists, valid, training=False):
+  def call_with_pairs(self, inputs, lists, where, training=False):
     """As `call_with_lists` (one encoding, one corruption per distinct user), scoring only the
-    valid entries of narrow lists: (own [B, N], pair scores [P] in tf.where(valid) order)."""
+    entries of narrow lists at `where` [P, 2]: (own [B, N], pair scores [P])."""
     if not self.lists_as_pairs(lists.shape[1]):
-      return super().call_with_pairs(inputs, lists, valid, training=training)
+      return super().call_with_pairs(inputs, lists, where, training=training)
     z, index = self._encode_distinct(inputs["user"], training)
     own = self._decode(tf.gather(z, index), tf.cast(inputs["item"], tf.int32))
-    where = tf.where(valid)
     pair_z = tf.gather(z, tf.gather(index, where[:, 0]))
     items = tf.gather_nd(tf.cast(lists, tf.int32), where)
     return own, self._decode(pair_z, items[:, None])[:, 0]
