@@ -17,6 +17,30 @@ def test_ranks_of_matches_numpy_count(seed):
   np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("case", ["distinct", "ties", "special", "float64", "masked_rows"])
+def test_descending_order_is_the_stable_argsort(case):
+  """The integer-key sort gives exactly NumPy's stable descending argsort: equal scores (finite,
+  the -inf tail, +inf, -0.0 against 0.0) in column order, NaN rows and other dtypes too."""
+  rng = np.random.default_rng(7)
+  scores = rng.normal(size=(40, 300)).astype(np.float32)
+  if case == "ties":
+    scores = np.round(scores * 2).astype(np.float32) / 2
+  scores[rng.random(scores.shape) < 0.1] = -np.inf
+  if case == "special":
+    scores[0, [3, 9, 200]] = np.inf
+    scores[1, 5] = np.nan
+    scores[2, :50] = -0.0
+    scores[2, 50:90] = 0.0
+    scores[3] = np.float32(3.5)
+  if case == "float64":
+    scores = scores.astype(np.float64) + 1e-12 * np.arange(300)  # distinct in float64 only
+  if case == "masked_rows":
+    scores[:5] = -np.inf
+  got = ranks.descending_order(scores)
+  assert got.dtype == np.int32
+  np.testing.assert_array_equal(got, np.argsort(-scores, axis=1, kind="stable"))
+
+
 def test_full_ranks_closed_form():
   got = ranks.full_ranks(tf.constant([[0.5, 2.0, -1.0, 2.0]])).numpy()
   assert got.tolist() == [[2, 0, 3, 1]]

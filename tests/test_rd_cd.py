@@ -248,22 +248,26 @@ def test_cd_uniform_guide_is_uniform_over_unobserved(tiny):
 
 @pytest.mark.parametrize("guide", ["teacher", "uniform", "student"])
 def test_cd_cached_order_gives_the_same_draws(tiny, guide):
-  """The fixed guides keep their order between draws; the draws are those of recomputing it
-  (chunks of 3 users: several cache entries), and the student's guide is never cached."""
+  """The fixed guides keep their order between draws, the student's guide the teacher's rows
+  only; the draws are those of recomputing everything (chunks of 3 users: several cache
+  entries), and a student whose scores change between draws changes the student guide's draws."""
   rng = np.random.default_rng(4)
   t = rng.normal(size=(tiny.num_users, tiny.num_items))
-  student = FixedScores(rng.normal(size=t.shape))
-  cached, fresh = (cd_setup(tiny, FixedScores(t), student, guide=guide, sample_ratio=0.5,
+  cached, fresh = (cd_setup(tiny, FixedScores(t), FixedScores(t), guide=guide, sample_ratio=0.5,
                             chunk_size=3, cache_bytes=b) for b in (1 << 30, 0))
+  draws = []
   for epoch in range(3):
+    student = rng.normal(size=t.shape)
     for method in (cached, fresh):
-      method.refresh(epoch)
+      method.student = FixedScores(student)
+      method.refresh(0)  # the same seed every time: only the student's scores change the draw
     for a, b in zip(cached.state_variables(), fresh.state_variables()):
       np.testing.assert_array_equal(a.numpy(), b.numpy())
+    draws.append(cached.lists.numpy().copy())
   assert fresh._cache is None
-  assert (cached._cache is None) == (guide == "student")
-  if guide != "student":
-    assert len(cached._cache) == -(-tiny.num_users // 3)
+  assert len(cached._cache) == -(-tiny.num_users // 3)
+  changed = [not np.array_equal(draws[0], d) for d in draws[1:]]
+  assert changed == [guide == "student"] * 2
 
 
 def test_cd_loss_parts_match_numpy(tiny):

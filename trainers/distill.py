@@ -91,9 +91,10 @@ flags.DEFINE_enum("cd_cf_loss", "selective", ["selective", "full"],
 flags.DEFINE_enum("cd_kd_pass", "clean", ["clean", "training"],
                   "CD: score L_KD's sampled items in a clean pass of the student, or in the CF "
                   "term's training pass (CDAE's corrupted rows, Caser's dropout).")
-flags.DEFINE_integer("cd_cache_mb", 1024, "CD-TG / CD-Base: keep the guide's order of every "
-                     "user's items and the teacher's score rows between draws when they fit in "
-                     "this many MiB (8 bytes per user x item; 0: recompute at every draw).",
+flags.DEFINE_integer("cd_cache_mb", 1024, "CD: keep the teacher's score rows (and for CD-TG / "
+                     "CD-Base the guide's order of every user's items) between draws when they "
+                     "fit in this many MiB (4 bytes per user x item, 8 with the order; 0: "
+                     "recompute at every draw).",
                      lower_bound=0)
 flags.DEFINE_float("cd_weight", 0.5, "CD: lambda of (1 - lambda) L_CF + lambda L_KD.",
                    lower_bound=0.0, upper_bound=1.0)
