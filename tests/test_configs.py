@@ -11,7 +11,7 @@ from absl.testing import flagsaver
 from conftest import REPO
 from trainers import distill, train  # noqa: F401  (define the flags)
 
-INCLUDES = ("base.flags", "ml100k.flags", "amusic.flags")  # shared settings, included by the others
+INCLUDES = ("base.flags", "ml100k.flags", "amusic.flags", "amusic_cd.flags")  # included by others
 CONFIGS = sorted(p for p in glob.glob(os.path.join(REPO, "configs", "*.flags"))
                  if os.path.basename(p) not in INCLUDES)
 
@@ -42,3 +42,15 @@ def test_amusic_include_moves_an_ml100k_config_to_amazon_music(config, monkeypat
     assert flags.FLAGS.dataset == "amazon-music"
     assert (flags.FLAGS.min_user_interactions, flags.FLAGS.min_item_interactions) == (10, 5)
     assert flags.FLAGS.eval_protocol == "full" and flags.FLAGS.split == "timestamp"
+
+
+@pytest.mark.parametrize("config", ["cd_tg.flags", "cd_sg.flags"])
+def test_amusic_cd_include_sets_the_amazon_music_cd_settings(config, monkeypatch):
+  monkeypatch.chdir(REPO)
+  with flagsaver.flagsaver():
+    flags.FLAGS(["prog", f"--flagfile=configs/{config}", "--flagfile=configs/amusic_cd.flags"])
+    assert flags.FLAGS.dataset == "amazon-music" and flags.FLAGS.method == "cd"
+    assert flags.FLAGS.cd_sample_ratio == 0.5 and flags.FLAGS.cd_cf_loss == "full"
+    assert flags.FLAGS.cd_guide == ("teacher" if config == "cd_tg.flags" else "student")
+    assert flags.FLAGS.teacher_dir == "workdirs/amusic_cdae_teacher"
+    assert flags.FLAGS.teacher_flagfile == "configs/cdae_teacher.flags"
