@@ -12,7 +12,7 @@ Phases: `data` (generate, prepare, split), `knowledge` (teacher's top-K both sid
 excluded-pair hash tables over each row's observed and top-K columns, the correction-list
 variables; O((users + items) x K), not chunked), `dcd_refresh` (both sides' correction lists,
 union candidates), `cd_setup` and `cd_refresh` (CD-SG: the student's full ranking of every user,
-rank-aware draws, teacher logits). Models are BPR with random weights (teacher dim 200, student
+rank-aware draws, teacher logits; without the teacher-row cache, which is dense by design). Models are BPR with random weights (teacher dim 200, student
 dim 20): costs do not depend on the weights' values. tests/test_memory.py runs this at two sizes
 and checks the growth.
 
@@ -123,7 +123,10 @@ def main(argv):
     state["dcd"].setup(state["dataset"], state["student"], state["teacher"], state["knowledge"])
 
   def cd_setup():
-    state["cd"] = cd.CD(cd.CDConfig(guide="student", sample_size=k, chunk_size=FLAGS.chunk_size))
+    # cache_bytes=0: the chunked path. The default cache (--cd_cache_mb) keeps the teacher's rows
+    # between draws, a dense users x items float32 matrix by design, bounded by that flag.
+    state["cd"] = cd.CD(cd.CDConfig(guide="student", sample_size=k, chunk_size=FLAGS.chunk_size,
+                                    cache_bytes=0))
     state["cd"].setup(state["dataset"], state["student"], state["teacher"], state["knowledge"])
 
   for name, fn in (("data", data), ("knowledge", knowledge), ("evaluate", evaluate),
