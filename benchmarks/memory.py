@@ -12,9 +12,9 @@ Phases: `data` (generate, prepare, split), `knowledge` (teacher's top-K both sid
 excluded-pair hash tables over each row's observed and top-K columns, the correction-list
 variables; O((users + items) x K), not chunked), `dcd_refresh` (both sides' correction lists,
 union candidates), `cd_setup` and `cd_refresh` (CD-SG: the student's full ranking of every user,
-rank-aware draws, teacher logits; without the teacher-row cache, which is dense by design). Models are BPR with random weights (teacher dim 200, student
-dim 20): costs do not depend on the weights' values. tests/test_memory.py runs this at two sizes
-and checks the growth.
+rank-aware draws, teacher logits; without the teacher-row cache, which is dense by design).
+Models are BPR with random weights (teacher dim 200, student dim 20): costs do not depend on the
+weights' values. tests/test_memory.py runs this at two sizes and checks the growth.
 
 The script pins glibc's mmap threshold at 128 KiB (`mallopt`) before anything allocates: by
 default the threshold grows with the largest block freed, after which big buffers come from the

@@ -124,25 +124,28 @@ class CD(base.Method):
     self._cache = {} if fits else None
 
   def _ranked_rows(self, rows):
-    """(order of each row's items by the guide, best first; the teacher's masked score rows)."""
-    cached = self._cache.get(int(rows[0])) if self._cache is not None else None
-    if self.config.guide == "student":
-      t_scores = cached if cached is not None else self.scorer.scores(self.teacher, rows)
+    """(order of each row's items by the guide, best first; the teacher's masked score rows).
+    Cache entries are (order, teacher rows); the student guide's order (None there) is sorted
+    at every draw."""
+    key = int(rows[0])
+    entry = self._cache.get(key) if self._cache is not None else None
+    if entry is None:
+      t_scores = self.scorer.scores(self.teacher, rows)
+      if self.config.guide == "teacher":
+        order = ranks.descending_order(t_scores)
+      elif self.config.guide == "uniform":  # the unobserved items in id order, observed ones last
+        guide = np.zeros_like(t_scores)
+        guide[~np.isfinite(t_scores)] = -np.inf
+        order = ranks.descending_order(guide)
+      else:
+        order = None
+      entry = order, t_scores
       if self._cache is not None:
-        self._cache[int(rows[0])] = t_scores
-      return ranks.descending_order(self.scorer.scores(self.student, rows)), t_scores
-    if cached is not None:
-      return cached
-    t_scores = self.scorer.scores(self.teacher, rows)
-    if self.config.guide == "teacher":
-      guide = t_scores
-    else:  # uniform: the unobserved items in id order, the observed ones last
-      guide = np.zeros_like(t_scores)
-      guide[~np.isfinite(t_scores)] = -np.inf
-    ranked = ranks.descending_order(guide), np.asarray(t_scores)
-    if self._cache is not None:
-      self._cache[int(rows[0])] = ranked
-    return ranked
+        self._cache[key] = entry
+    order, t_scores = entry
+    if order is None:
+      order = ranks.descending_order(self.scorer.scores(self.student, rows))
+    return order, t_scores
 
   def draw_rows(self, rows, epoch):
     """(items int32, teacher logits float32, valid bool), each [len(rows), width], for `rows`."""
