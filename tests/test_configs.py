@@ -54,3 +54,20 @@ def test_amusic_cd_include_sets_the_amazon_music_cd_settings(config, monkeypatch
     assert flags.FLAGS.cd_guide == ("teacher" if config == "cd_tg.flags" else "student")
     assert flags.FLAGS.teacher_dir == "workdirs/amusic_cdae_teacher"
     assert flags.FLAGS.teacher_flagfile == "configs/cdae_teacher.flags"
+
+
+@pytest.mark.parametrize("config", ["caser_cd_tg.flags", "caser_cd_sg.flags"])
+def test_caser_cd_configs_use_the_students_own_loss_with_the_papers_caser_settings(
+    config, monkeypatch):
+  # The README's Caser CD rows: L_CF is the student's own loss (chosen on validation), the rest
+  # is the CD paper's Caser setting; the base model is the Caser student on ML-100K.
+  monkeypatch.chdir(REPO)
+  with flagsaver.flagsaver():
+    flags.FLAGS(["prog", f"--flagfile=configs/{config}"])
+    assert flags.FLAGS.model == "caser" and flags.FLAGS.dataset == "ml-100k"
+    assert flags.FLAGS.method == "cd" and flags.FLAGS.cd_cf_loss == "full"
+    assert (flags.FLAGS.cd_alpha, flags.FLAGS.cd_beta) == (1.0, 0.0)
+    assert flags.FLAGS.cd_sample_size == 50 and flags.FLAGS.cd_weight == 0.5
+    assert flags.FLAGS.cd_kd_pass == "clean" and flags.FLAGS.cd_scheme == "linear"
+    assert flags.FLAGS.cd_guide == ("teacher" if config == "caser_cd_tg.flags" else "student")
+    assert flags.FLAGS.teacher_flagfile == "configs/caser_teacher.flags"
