@@ -56,7 +56,8 @@ def test_amusic_cd_include_sets_the_amazon_music_cd_settings(config, monkeypatch
     assert flags.FLAGS.teacher_flagfile == "configs/cdae_teacher.flags"
 
 
-@pytest.mark.parametrize("config", ["caser_cd_tg.flags", "caser_cd_sg.flags"])
+@pytest.mark.parametrize("config",
+                         ["caser_cd_base.flags", "caser_cd_tg.flags", "caser_cd_sg.flags"])
 def test_caser_cd_configs_use_the_students_own_loss_with_the_papers_caser_settings(
     config, monkeypatch):
   # The README's Caser CD rows: L_CF is the student's own loss (chosen on validation), the rest
@@ -69,5 +70,7 @@ def test_caser_cd_configs_use_the_students_own_loss_with_the_papers_caser_settin
     assert (flags.FLAGS.cd_alpha, flags.FLAGS.cd_beta) == (1.0, 0.0)
     assert flags.FLAGS.cd_sample_size == 50 and flags.FLAGS.cd_weight == 0.5
     assert flags.FLAGS.cd_kd_pass == "clean" and flags.FLAGS.cd_scheme == "linear"
-    assert flags.FLAGS.cd_guide == ("teacher" if config == "caser_cd_tg.flags" else "student")
+    guides = {"caser_cd_base.flags": "uniform", "caser_cd_tg.flags": "teacher",
+              "caser_cd_sg.flags": "student"}
+    assert flags.FLAGS.cd_guide == guides[config]
     assert flags.FLAGS.teacher_flagfile == "configs/caser_teacher.flags"
