@@ -11,8 +11,9 @@ Phases: `data` (generate, prepare, split), `knowledge` (teacher's top-K both sid
 (full-ranking test evaluation), `dcd_setup` (the state DCD keeps per user and per item: RRD's
 excluded-pair hash tables over each row's observed and top-K columns, the correction-list
 variables; O((users + items) x K), not chunked), `dcd_refresh` (both sides' correction lists,
-union candidates), `cd_setup` and `cd_refresh` (CD-SG: the student's full ranking of every user,
-rank-aware draws, teacher logits; without the teacher-row cache, which is dense by design).
+union candidates, without the kept teacher ranks, which are dense by design), `cd_setup` and
+`cd_refresh` (CD-SG: the student's full ranking of every user, rank-aware draws, teacher
+logits; without the teacher-row cache, which is dense by design).
 Models are BPR with random weights (teacher dim 200, student dim 20): costs do not depend on the
 weights' values. tests/test_memory.py runs this at two sizes and checks the growth.
 
@@ -114,11 +115,13 @@ def main(argv):
         state["student"])
 
   def dcd_setup():
+    # cache_bytes=0: the chunked path. By default (--dcd_cache_mb) the union refresh keeps the
+    # teacher's rank of every entry of each side between refreshes, dense by design.
     config = dcd.DCDConfig(rrd=rrd.RRDConfig(top=2 * k, num_interesting=k // 2,
                                              num_uninteresting=k // 2), top=2 * k,
                            item_top=2 * k, num_under=k // 2, num_over=k // 2,
                            item_num_under=k // 2, item_num_over=k // 2,
-                           chunk_size=FLAGS.chunk_size)
+                           chunk_size=FLAGS.chunk_size, cache_bytes=0)
     state["dcd"] = dcd.DCD(config)
     state["dcd"].setup(state["dataset"], state["student"], state["teacher"], state["knowledge"])
 

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from conftest import FixedScores
 from tfkd import models
-from tfkd.distill import DCDConfig, Distiller, RRDConfig, teacher as teacher_lib
+from tfkd.distill import DCDConfig, Distiller, RRDConfig, ranks, teacher as teacher_lib
 from tfkd.distill.dcd import DCD
 from tfkd.errors import ConfigError
 
@@ -175,3 +175,55 @@ def test_dcd_loss_parts_match_numpy_oracle(tiny):
       0.5 * expected(items, ir_users, ones(ir_users), 3, by_item), rel=1e-4)
   assert parts["icd_loss"] == pytest.approx(
       3.0 * expected(items, item_state, item_valid, 4, by_item), rel=1e-4)
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_union_refresh_with_kept_teacher_ranks_equals_recomputing_them(tiny, side):
+  # The first refresh builds the teacher's ranks of every entry, later ones read them: the
+  # lists, their validity and the logged gaps equal those of a refresh that re-scores and
+  # re-sorts the teacher each time, over refreshes with a changed student.
+  rng = np.random.default_rng(3)
+  shape = (tiny.num_users, tiny.num_items)
+  t, s0, s1 = (rng.normal(size=shape).astype(np.float32) for _ in range(3))
+  runs = {}
+  for cache in (1 << 20, 0):
+    method, _ = setup_dcd(tiny, t, s0, candidates="union", cache_bytes=cache)
+    out = []
+    for epoch, s in ((0, s0), (5, s1), (10, s0)):
+      method.student = FixedScores(s)
+      method.refresh(epoch)
+      part = getattr(method, f"{side}_side")
+      out.append((part.state.numpy(), part.valid.numpy(),
+                  method.refreshes[-1][f"{side}_discrepancy"]))
+    part = getattr(method, f"{side}_side")
+    runs[cache] = (out, part.teacher_ranks)
+    # Ranks of any queries, read from the kept ranks or recomputed, equal ranks_of's.
+    rows = np.arange(part.scorer.num_rows, dtype=np.int32)
+    queries = rng.integers(0, part.scorer.num_cols, size=(len(rows), 7)).astype(np.int32)
+    expected = ranks.ranks_of(part.scorer.scores(FixedScores(t), rows), queries)
+    assert np.array_equal(part._teacher_ranks_of(FixedScores(t), rows, queries, None), expected)
+  kept, none = runs[1 << 20][1], runs[0][1]
+  assert none is None and kept is not None and kept.dtype == np.int16
+  # The kept ranks are the oracle's: entries of the row scoring strictly higher.
+  m = t.astype(np.float64)
+  m[tiny.train_users, tiny.train_items] = -np.inf
+  m = m if side == "user" else m.T
+  oracle = (m[:, None, :] > m[:, :, None]).sum(-1)
+  assert np.array_equal(kept[np.isfinite(m)], oracle[np.isfinite(m)])
+  for (a_state, a_valid, a_gap), (b_state, b_valid, b_gap) in zip(*(runs[c][0]
+                                                                    for c in (1 << 20, 0))):
+    assert np.array_equal(a_valid, b_valid)
+    assert np.array_equal(np.where(a_valid, a_state, -1), np.where(b_valid, b_state, -1))
+    assert a_gap == b_gap
+
+
+def test_union_teacher_ranks_are_not_kept_beyond_the_budget(tiny):
+  t = np.random.default_rng(0).normal(size=(tiny.num_users, tiny.num_items)).astype(np.float32)
+  cells = tiny.num_users * tiny.num_items
+  method, _ = setup_dcd(tiny, t, t[::-1].copy(), candidates="union", cache_bytes=2 * cells - 1)
+  method.refresh(0)
+  assert method.user_side.teacher_ranks is None and method.item_side.teacher_ranks is None
+  method, _ = setup_dcd(tiny, t, t[::-1].copy(), candidates="union", cache_bytes=2 * cells)
+  method.refresh(0)
+  assert method.user_side.teacher_ranks.shape == (tiny.num_users, tiny.num_items)
+  assert method.item_side.teacher_ranks.shape == (tiny.num_items, tiny.num_users)

@@ -60,6 +60,10 @@ flags.DEFINE_float("dcd_user_weight", 1e-4, "lambda_UCD (0 disables the user sid
 flags.DEFINE_float("dcd_item_weight", 1e-4, "lambda_ICD (0 disables the item side).",
                    lower_bound=0.0)
 flags.DEFINE_bool("dcd_deterministic", False, "Take the largest errors instead of sampling.")
+flags.DEFINE_integer("dcd_cache_mb", 1024, "DCD, union candidates: keep each side's teacher "
+                     "rank of every (row, column) between refreshes when that side's ranks fit "
+                     "in this many MiB (2 bytes per entry for catalogs under 32,768, else 4; "
+                     "0: score and sort the teacher's rows at every refresh).", lower_bound=0)
 flags.DEFINE_integer("refresh_every", 5, "Epochs between refreshes of the student's ranks (DCD) "
                      "or redraws of the samples (CD).", lower_bound=1)
 # RD.
@@ -116,7 +120,8 @@ def dcd_config():
       item_num_under=FLAGS.dcd_item_num_under, item_num_over=FLAGS.dcd_item_num_over,
       user_weight=FLAGS.dcd_user_weight, item_weight=FLAGS.dcd_item_weight,
       deterministic=FLAGS.dcd_deterministic, refresh_every=FLAGS.refresh_every,
-      chunk_size=FLAGS.knowledge_chunk_size, seed=FLAGS.seed)
+      chunk_size=FLAGS.knowledge_chunk_size, cache_bytes=FLAGS.dcd_cache_mb << 20,
+      seed=FLAGS.seed)
 
 
 def rd_config():

@@ -13,7 +13,10 @@ as the tail, for the users (positive items) of each batch.
 Ranks count only unobserved entries (a user's training items are not ranked). Which entries are
 candidates, which the paper leaves open, is `candidates`:
   "teacher_top": the teacher's top-P list (teacher ranks known, student ranks computed exactly);
-  "union":       the teacher's top-P and the student's top-P;
+  "union":       the teacher's top-P and the student's top-P (the teacher's rank of every entry
+                 is computed at the first refresh and kept, int16 when the catalog allows, if
+                 it fits in `cache_bytes`: later refreshes then neither score nor sort the
+                 teacher's rows; same ranks either way);
   "all":         every unobserved entry (two full rankings per refresh; slow on large catalogs).
 At every refresh the Fig. 1a measure, mean |R_S - R_T| over the teacher's top-50, is logged.
 """
@@ -49,10 +52,13 @@ class DCDConfig:
   refresh_every: int = 5
   discrepancy_top: int = 50
   chunk_size: int = 1024
+  cache_bytes: int = 1 << 30  # union: the teacher's ranks of every entry, kept if they fit
   seed: int = 0
 
   def validate(self):
     self.rrd.validate()
+    if self.cache_bytes < 0:
+      raise ConfigError(f"dcd cache_bytes must be >= 0, got {self.cache_bytes}")
     if self.candidates not in CANDIDATES:
       raise ConfigError(f"dcd candidates must be one of {CANDIDATES}, got {self.candidates!r}")
     if self.refresh_every <= 0:
@@ -80,11 +86,31 @@ class _Side:
     width = num_under + num_over
     self.state = tf.Variable(tf.zeros([self.scorer.num_rows, width], tf.int32), trainable=False)
     self.valid = tf.Variable(tf.zeros([self.scorer.num_rows, width], tf.bool), trainable=False)
+    # union: the teacher's rank of every (row, column), built by the first refresh if it fits.
+    cells = self.scorer.num_rows * self.scorer.num_cols
+    self._rank_dtype = np.int16 if self.scorer.num_cols <= np.iinfo(np.int16).max else np.int32
+    self._cache_ranks = (config.candidates == "union"
+                         and cells * np.dtype(self._rank_dtype).itemsize <= config.cache_bytes)
+    self.teacher_ranks = None
+
+  def _teacher_ranks_of(self, teacher, rows, queries, building):
+    """The teacher's ranks of `queries` [len(rows), Q] in `rows`: from the kept ranks, or by
+    scoring and sorting the teacher's rows (then filling `building`, if given, for later)."""
+    if self.teacher_ranks is not None:
+      return np.take_along_axis(self.teacher_ranks[rows], queries, axis=1).astype(np.int32)
+    t_scores = self.scorer.scores(teacher, rows)
+    if building is None:
+      return ranks.ranks_of(t_scores, queries)
+    every = np.broadcast_to(np.arange(self.scorer.num_cols, dtype=np.int32), t_scores.shape)
+    building[rows] = ranks.ranks_of(t_scores, every)
+    return np.take_along_axis(building[rows], queries, axis=1).astype(np.int32)
 
   def refresh(self, student, teacher, seed):
     """Recomputes the correction lists; returns mean |R_S - R_T| over the teacher's top-N."""
     c, gaps = self.config, []
     states, valids = [], []
+    building = (np.empty((self.scorer.num_rows, self.scorer.num_cols), self._rank_dtype)
+                if self._cache_ranks and self.teacher_ranks is None else None)
     for rows in ranks.row_chunks(self.scorer.num_rows, c.chunk_size):
       s_scores = self.scorer.scores(student, rows)
       teacher_top = tf.constant(self.topk[rows])
@@ -94,10 +120,9 @@ class _Side:
         rs = ranks.ranks_of(s_scores, cand)
         valid = tf.ones(tf.shape(cand), tf.bool)
       elif c.candidates == "union":
-        t_scores = self.scorer.scores(teacher, rows)
         student_top = tf.math.top_k(s_scores, k=self.top).indices
         cand = tf.concat([teacher_top, student_top], axis=1)
-        rt_student_top = ranks.ranks_of(t_scores, student_top)
+        rt_student_top = self._teacher_ranks_of(teacher, rows, student_top.numpy(), building)
         rt = tf.concat([tf.broadcast_to(tf.range(self.top), tf.shape(teacher_top)),
                         rt_student_top], axis=1)
         rs = tf.concat([ranks.ranks_of(s_scores, teacher_top),
@@ -120,6 +145,8 @@ class _Side:
         gaps.append(ranks.gaps_of(np.asarray(rs)[:, :n]))
     self.state.assign(tf.concat(states, axis=0))
     self.valid.assign(tf.concat(valids, axis=0))
+    if building is not None:  # complete: every row was filled
+      self.teacher_ranks = building
     return float(np.mean(np.concatenate(gaps)))
 
 
