@@ -96,14 +96,15 @@ class _Side:
   def _teacher_ranks_of(self, teacher, rows, queries, building):
     """The teacher's ranks of `queries` [len(rows), Q] in `rows`: from the kept ranks, or by
     scoring and sorting the teacher's rows (then filling `building`, if given, for later)."""
-    if self.teacher_ranks is not None:
-      return np.take_along_axis(self.teacher_ranks[rows], queries, axis=1).astype(np.int32)
+    if self.teacher_ranks is not None:  # one gather of the queried entries, no row copy
+      return self.teacher_ranks[rows[:, None], queries].astype(np.int32)
     t_scores = self.scorer.scores(teacher, rows)
     if building is None:
       return ranks.ranks_of(t_scores, queries)
     every = np.broadcast_to(np.arange(self.scorer.num_cols, dtype=np.int32), t_scores.shape)
-    building[rows] = ranks.ranks_of(t_scores, every)
-    return np.take_along_axis(building[rows], queries, axis=1).astype(np.int32)
+    row_ranks = ranks.ranks_of(t_scores, every)
+    building[rows] = row_ranks
+    return np.take_along_axis(row_ranks, queries, axis=1)
 
   def refresh(self, student, teacher, seed):
     """Recomputes the correction lists; returns mean |R_S - R_T| over the teacher's top-N."""
