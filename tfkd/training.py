@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfkd import distribute, io, models, optimizers, resume
+from tfkd import distribute, io, models, optimizers, resume, xla
 from tfkd.data import load_dataset
 from tfkd.errors import ConfigError
 from tfkd.evaluation import Evaluator
@@ -59,6 +59,7 @@ class TrainConfig:
   cutoffs: Sequence[int] = (5, 10)
   eval_batch_size: int = 1024
   steps_per_execution: int = 32
+  jit_compile: bool = False  # XLA-compile the training step (`tfkd.xla`; BPR, RRD, DCD)
   verbose: int = 0
   deterministic: bool = False  # TF op determinism: the same seed gives the same run, bit for bit
   strategy: str = "default"  # tf.distribute strategy: default, mirrored, multi_worker
@@ -92,7 +93,9 @@ class TrainConfig:
     if self.early_stop_metric not in known:
       raise ConfigError(f"early_stop_metric must be one of {sorted(known)}, "
                         f"got {self.early_stop_metric!r}")
-    models.get(self.model)
+    model_cls = models.get(self.model)
+    if self.jit_compile:
+      xla.check_model(model_cls, self.strategy)
 
 
 def prepare_workdir(workdir):
@@ -263,7 +266,7 @@ def fit_evaluate_save(config, dataset, fit_model, student, strategy, method=None
   steps = config.steps_per_execution if strategy.num_replicas_in_sync == 1 else 1
   with strategy.scope():
     fit_model.compile(optimizer=optimizers.get(config.optimizer, config.learning_rate),
-                      steps_per_execution=steps)
+                      steps_per_execution=steps, jit_compile=config.jit_compile)
     student.build_for_dataset()
     fit_model.built = True  # the student is; a Distiller has no variables of its own
     fit_model.optimizer.build(fit_model.trainable_variables)
@@ -367,6 +370,8 @@ def distill(config: DistillConfig):
 
   method_cls = distill_lib.get(config.method)
   method = method_cls(config.method_config)
+  if config.jit_compile:
+    xla.check_method(method)
   config, dataset, strategy = _setup(config)
   teacher, _ = ensure_teacher(config, dataset, strategy)
   keras.utils.set_random_seed(config.seed)

@@ -44,6 +44,8 @@ class Method:
   name = "none"
   user_k = 0
   item_k = 0
+  # True when `loss_parts` keeps static shapes, so the step can be XLA-compiled (`tfkd.xla`).
+  xla_ready = False
 
   def setup(self, dataset, student, teacher, knowledge):
     """Called once before training with the teacher's rankings (`knowledge`)."""

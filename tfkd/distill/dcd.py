@@ -173,6 +173,7 @@ class DCD(base.Method):
     config.validate()
     self.config = config
     self.rrd = rrd.RRD(config.rrd)
+    self.xla_ready = self.rrd.xla_ready  # the correction lists are gathered like RRD's
     self.user_k = max(self.rrd.user_k, config.top if config.user_weight else 0)
     self.item_k = max(self.rrd.item_k, config.item_top if config.item_weight else 0)
     self.refreshes = []

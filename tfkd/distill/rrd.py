@@ -21,9 +21,11 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from tfkd import xla
 from tfkd.data import pipelines
 from tfkd.distill import base, losses_impl, samplers
 from tfkd.errors import ConfigError
+from tfkd.models import ops
 
 
 @dataclasses.dataclass
@@ -55,12 +57,17 @@ class RRDConfig:
         raise ConfigError(f"rrd: {name} must be positive, got {getattr(self, name)}")
 
 
-def permutation_loss(scores, k, mask=None):
-  """Mean relaxed permutation NLL of [B, k + tail] scores (first k ordered)."""
+def permutation_loss(scores, k, mask=None, row_weight=None):
+  """Mean relaxed permutation NLL of [B, k + tail] scores (first k ordered); with `row_weight`
+  float [B] (0 or 1: `ops.first_of_run`), the mean over the rows of weight 1."""
   if mask is None:
-    return tf.reduce_mean(losses_impl.relaxed_permutation_nll(scores[:, :k], scores[:, k:]))
-  return tf.reduce_mean(
-      losses_impl.relaxed_permutation_nll(scores[:, :k], scores[:, k:], mask[:, :k], mask[:, k:]))
+    nll = losses_impl.relaxed_permutation_nll(scores[:, :k], scores[:, k:])
+  else:
+    nll = losses_impl.relaxed_permutation_nll(scores[:, :k], scores[:, k:], mask[:, :k],
+                                              mask[:, k:])
+  if row_weight is None:
+    return tf.reduce_mean(nll)
+  return tf.reduce_sum(row_weight * nll) / tf.maximum(tf.reduce_sum(row_weight), 1.0)
 
 
 @dataclasses.dataclass
@@ -78,8 +85,9 @@ class ListTerm:
 
 
 def list_losses(student, users, items, terms):
-  """{part: weight * mean permutation loss} of `terms`. All lists of a side are scored in one call
-  (one gather and one product instead of one per list)."""
+  """{part: weight * mean permutation loss} of `terms` over the rows `users` / `items` (from
+  `ops.distinct`: under XLA the repeated rows are there too and weigh 0). All lists of a side are
+  scored in one call (one gather and one product instead of one per list)."""
   parts = {}
   for side, rows, score_fn in (("user", users, student.score),
                                ("item", items, student.score_item_users)):
@@ -88,8 +96,10 @@ def list_losses(student, users, items, terms):
       continue
     widths = [t.columns.shape[1] for t in side_terms]
     scores = score_fn(rows, tf.concat([t.columns for t in side_terms], axis=1))
+    row_weight = ops.first_of_run(rows) if xla.in_xla() else None
     for term, term_scores in zip(side_terms, tf.split(scores, widths, axis=1)):
-      parts[term.part] = term.weight * permutation_loss(term_scores, term.k, term.valid)
+      parts[term.part] = term.weight * permutation_loss(term_scores, term.k, term.valid,
+                                                        row_weight)
   return parts
 
 
@@ -120,6 +130,8 @@ class RRD(base.Method):
     config.validate()
     self.config = config
     self.user_k = config.top if config.variant == "sampled" else config.num_interesting
+    # The full variant's tail mask comes from ragged rows: no static shape for XLA.
+    self.xla_ready = config.variant == "sampled"
     self.item_k = config.item_top if config.item_weight else 0
 
   def setup(self, dataset, student, teacher, knowledge):
@@ -175,10 +187,9 @@ class RRD(base.Method):
     return [self.lists[side] for side in sorted(self.lists)]
 
   def batch_rows(self, x):
-    """The batch's distinct users, and its distinct positive items (item side)."""
-    users = tf.unique(tf.cast(x["user"], tf.int32)).y
-    items = tf.unique(tf.cast(x["item"][:, 0], tf.int32)).y
-    return users, items
+    """The batch's distinct users, and its distinct positive items (item side); under XLA all of
+    them, sorted, the repeats weighed 0 by `list_losses` (`ops.distinct`)."""
+    return ops.distinct(x["user"]), ops.distinct(x["item"][:, 0])
 
   def full_user_loss(self, student, users):
     c = self.config

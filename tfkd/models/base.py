@@ -58,6 +58,10 @@ class Recommender(distribute.FitModel):
   # needs XLA check it.
   portable = False
 
+  # True when the training step keeps static shapes, so `--jit_compile` can XLA-compile it
+  # (`tfkd.xla`); models with ragged per-user rows (CDAE) or other data-dependent shapes say no.
+  xla_ready = False
+
   def __init__(self, num_users, num_items, num_negatives=1, **kwargs):
     super().__init__(**kwargs)
     if num_users <= 0 or num_items <= 0:

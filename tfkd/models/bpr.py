@@ -23,6 +23,7 @@ class BPR(Recommender):
   """Matrix factorisation trained with the BPR pairwise loss."""
 
   factored = True
+  xla_ready = True  # the training step keeps static shapes (`tfkd.xla`)
 
   def __init__(self, num_users, num_items, dim=20, l2=0.0, init_stddev=0.01, num_negatives=1,
                **kwargs):
