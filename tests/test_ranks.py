@@ -41,6 +41,27 @@ def test_descending_order_is_the_stable_argsort(case):
   np.testing.assert_array_equal(got, np.argsort(-scores, axis=1, kind="stable"))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_ranks_and_top_match_ranks_of_and_tf_top_k(seed):
+  """The top k read off each row's sort is tf.math.top_k's: best first, ties (finite, the -inf
+  tail, -0.0 against 0.0) in column order, also when the k-th value is tied past k."""
+  rng = np.random.default_rng(seed)
+  rows, cols = 6, int(rng.integers(5, 60))
+  scores = rng.integers(-3, 4, size=(rows, cols)).astype(np.float32)  # many ties
+  scores[rng.random(scores.shape) < 0.3] = -np.inf
+  scores[0] = -np.inf  # a row with nothing unmasked
+  zero = scores == 0
+  scores[zero] = rng.choice(np.array([0.0, -0.0], np.float32), size=zero.sum())
+  queries = np.stack([rng.choice(cols, 4, replace=False) for _ in range(rows)]).astype(np.int32)
+  for k in sorted({1, 3, cols // 2, cols - 1, cols} - {0}):
+    got_ranks, got_top = ranks.ranks_and_top(scores, queries, k)
+    np.testing.assert_array_equal(got_ranks, ranks.ranks_of(scores, queries))
+    np.testing.assert_array_equal(got_top, tf.math.top_k(scores, k=k).indices.numpy())
+    assert got_top.dtype == np.int32 and got_top.shape == (rows, k)
+  with pytest.raises(ValueError, match="k must be"):
+    ranks.ranks_and_top(scores, queries, cols + 1)
+
+
 def test_full_ranks_closed_form():
   got = ranks.full_ranks(tf.constant([[0.5, 2.0, -1.0, 2.0]])).numpy()
   assert got.tolist() == [[2, 0, 3, 1]]

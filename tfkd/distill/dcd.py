@@ -121,12 +121,13 @@ class _Side:
         rs = ranks.ranks_of(s_scores, cand)
         valid = tf.ones(tf.shape(cand), tf.bool)
       elif c.candidates == "union":
-        student_top = tf.math.top_k(s_scores, k=self.top).indices
+        # One sort of each student row gives the teacher-top entries' ranks and its top P.
+        rs_teacher_top, student_top = ranks.ranks_and_top(s_scores, self.topk[rows], self.top)
         cand = tf.concat([teacher_top, student_top], axis=1)
-        rt_student_top = self._teacher_ranks_of(teacher, rows, student_top.numpy(), building)
+        rt_student_top = self._teacher_ranks_of(teacher, rows, student_top, building)
         rt = tf.concat([tf.broadcast_to(tf.range(self.top), tf.shape(teacher_top)),
                         rt_student_top], axis=1)
-        rs = tf.concat([ranks.ranks_of(s_scores, teacher_top),
+        rs = tf.concat([rs_teacher_top,
                         tf.broadcast_to(tf.range(self.top), tf.shape(student_top))], axis=1)
         # A student-top entry with teacher rank < P is already in the teacher's list.
         valid = tf.concat([tf.ones(tf.shape(teacher_top), tf.bool), rt_student_top >= self.top], 1)

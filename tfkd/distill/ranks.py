@@ -23,12 +23,54 @@ _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=_WORKERS)
 
 def _ranks_block(scores, queries):
   ascending = np.sort(scores, axis=1)  # NumPy's vectorised sort; releases the GIL
+  return _ranks_in(ascending, scores, queries)
+
+
+def _ranks_top_block(scores, queries, k):
+  ascending = np.sort(scores, axis=1)
+  return _ranks_in(ascending, scores, queries), _top_columns(scores, ascending, k)
+
+
+def _ranks_in(ascending, scores, queries):
   query_scores = np.take_along_axis(scores, queries, axis=1)
   n = scores.shape[1]
   out = np.empty(queries.shape, np.int32)
   for b in range(scores.shape[0]):
     out[b] = n - np.searchsorted(ascending[b], query_scores[b], side="right")
   return out
+
+
+def _top_columns(scores, ascending, k):
+  """Each row's k best columns, best first, ties in column order (`tf.math.top_k`'s order), read
+  off the row's ascending sort: the columns at or above its k-th largest value (the first ones
+  by column where that value is tied past k), then those k sorted."""
+  n = scores.shape[1]
+  kth = ascending[:, n - k][:, None]
+  take = scores >= kth
+  counts = take.sum(axis=1)
+  tied_rows = np.flatnonzero(counts > k)
+  if tied_rows.size:  # drop the last (count - k) columns holding the tied k-th value
+    tied = take[tied_rows] & (scores[tied_rows] == kth[tied_rows])
+    from_end = np.cumsum(tied[:, ::-1], axis=1)[:, ::-1]
+    take[tied_rows] &= ~(tied & (from_end <= (counts[tied_rows] - k)[:, None]))
+  cols = np.nonzero(take)[1].reshape(-1, k).astype(np.int32)  # column order within each row
+  order = _descending_block(np.take_along_axis(scores, cols, axis=1))  # stable: ties by column
+  return np.take_along_axis(cols, order, axis=1)
+
+
+def ranks_and_top(scores, queries, k):
+  """`ranks_of(scores, queries)` and each row's top k columns (`tf.math.top_k(scores, k)`'s
+  indices: best first, ties by column) from the same sort of each row: int32 [B, P], [B, k].
+  DCD's union refresh needs both; reading the top k off the sort costs ~0.01 s per 1024 x 25,181
+  chunk against ~0.3 s for `tf.math.top_k` (k = 500) on this CPU. Masked (-inf) entries come
+  last; rows must hold no NaN."""
+  scores = np.asarray(scores)
+  queries = np.asarray(queries)
+  if not 0 < k <= scores.shape[1]:
+    raise ValueError(f"k must be in [1, {scores.shape[1]}], got {k}")
+  if scores.shape[0] == 0:
+    return np.zeros(queries.shape, np.int32), np.zeros((0, k), np.int32)
+  return _blocks(lambda s, q: _ranks_top_block(s, q, k), scores, queries)
 
 
 def ranks_of(scores, queries):
@@ -46,11 +88,14 @@ def ranks_of(scores, queries):
 
 
 def _blocks(fn, *arrays):
-  """fn over blocks of rows of `arrays` on the thread pool, concatenated along rows."""
+  """fn over blocks of rows of `arrays` on the thread pool, its output (an array or a tuple of
+  arrays) concatenated along rows."""
   n = arrays[0].shape[0]
   blocks = np.array_split(np.arange(n), min(_WORKERS, n) or 1)
-  return np.concatenate(list(_POOL.map(lambda rows: fn(*(a[rows] for a in arrays)), blocks)),
-                        axis=0)
+  parts = list(_POOL.map(lambda rows: fn(*(a[rows] for a in arrays)), blocks))
+  if isinstance(parts[0], tuple):
+    return tuple(np.concatenate(p, axis=0) for p in zip(*parts))
+  return np.concatenate(parts, axis=0)
 
 
 def descending_order(scores):
