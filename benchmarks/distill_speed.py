@@ -11,6 +11,11 @@ divided by that; the first, which for union candidates also builds the teacher's
 unless `--teacher_dir` names a trained one: sampling and ranking costs do not depend on the
 weights' values. Prints a Markdown table with medians over `--epochs` epochs and the peak
 resident memory of each process.
+
+This VM's speed drifts by tens of percent from one process to the next, so one process per
+method proves little: `--repeats=R` runs every (method, `--jit_compile` setting) R times,
+interleaved (`--jit_compile=both` times each method plainly and XLA-compiled), and each row gives
+the median of the R processes' medians with their range, and the fastest.
 """
 
 import json
@@ -33,7 +38,10 @@ flags.DEFINE_enum("dcd_candidates", "teacher_top", ["teacher_top", "union", "all
 flags.DEFINE_integer("dcd_cache_mb", 1024, "DCD, union: MiB per side for the teacher's kept "
                      "ranks (0: re-score and re-sort the teacher at every refresh).",
                      lower_bound=0)
-flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+flags.DEFINE_enum("jit_compile", "false", ["false", "true", "both"],
+                  "Compile the training step with XLA (both: time each method both ways).")
+flags.DEFINE_integer("repeats", 1, "Processes per (method, jit setting), interleaved.",
+                     lower_bound=1)
 flags.DEFINE_string("one", None, "Internal: time one method in this process, print JSON.")
 FLAGS = flags.FLAGS
 
@@ -74,7 +82,7 @@ def time_one(method):
     callbacks = m.callbacks()
   setup_seconds = time.time() - start
   fit_model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=32,
-                    jit_compile=FLAGS.jit_compile)
+                    jit_compile=FLAGS.jit_compile == "true")
 
   class Timer(keras.callbacks.Callback):
     """Wall time of every epoch, from before the method's callbacks to its end."""
@@ -114,25 +122,36 @@ def main(argv):
   if FLAGS.one:
     print("RESULT " + json.dumps(time_one(FLAGS.one)), flush=True)
     return
-  rows = []
-  for method in FLAGS.methods:
-    args = [sys.executable, __file__, f"--one={method}", f"--epochs={FLAGS.epochs}",
-            f"--refresh_every={FLAGS.refresh_every}", f"--jit_compile={FLAGS.jit_compile}",
-            f"--dcd_candidates={FLAGS.dcd_candidates}", f"--dcd_cache_mb={FLAGS.dcd_cache_mb}"]
-    if FLAGS.data_dir:
-      args.append(f"--data_dir={FLAGS.data_dir}")
-    if FLAGS.teacher_dir:
-      args.append(f"--teacher_dir={FLAGS.teacher_dir}")
-    out = subprocess.run(args, capture_output=True, text=True, check=True,
-                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")).stdout
-    rows.append(json.loads(out.split("RESULT ", 1)[1]))
-  print(f"| method | training steps s/epoch | refresh s (every {FLAGS.refresh_every} epochs) | "
-        "epoch s, refresh amortized | first refresh s | setup s (teacher rankings) | "
-        "peak RSS GB |")
-  print("|---|---|---|---|---|---|---|")
-  for r in rows:
-    print(f"| {r['method']} | {r['steps_s']} | {r['refresh_s']} | {r['epoch_s']} | "
-          f"{r['first_refresh_s']} | {r['setup_s']} | {r['peak_rss_gb']} |")
+  settings = ["false", "true"] if FLAGS.jit_compile == "both" else [FLAGS.jit_compile]
+  runs = {}
+  for _ in range(FLAGS.repeats):
+    for method in FLAGS.methods:
+      for jit in settings:
+        runs.setdefault((method, jit), []).append(run_one(method, jit))
+  print(f"| method | XLA | training steps s/epoch | refresh s (every {FLAGS.refresh_every} "
+        "epochs) | epoch s, refresh amortized (range; fastest) | first refresh s | "
+        "setup s (teacher rankings) | peak RSS GB |")
+  print("|---|---|---|---|---|---|---|---|")
+  for (method, jit), rs in runs.items():
+    med = lambda key: round(statistics.median(r[key] for r in rs), 3)
+    epochs = [r["epoch_s"] for r in rs]
+    spread = (f" ({min(epochs)}-{max(epochs)}; {min(epochs)})" if len(rs) > 1 else "")
+    print(f"| {method} | {'yes' if jit == 'true' else 'no'} | {med('steps_s')} | "
+          f"{med('refresh_s')} | {med('epoch_s')}{spread} | {med('first_refresh_s')} | "
+          f"{med('setup_s')} | {med('peak_rss_gb')} |")
+
+
+def run_one(method, jit):
+  args = [sys.executable, __file__, f"--one={method}", f"--epochs={FLAGS.epochs}",
+          f"--refresh_every={FLAGS.refresh_every}", f"--jit_compile={jit}",
+          f"--dcd_candidates={FLAGS.dcd_candidates}", f"--dcd_cache_mb={FLAGS.dcd_cache_mb}"]
+  if FLAGS.data_dir:
+    args.append(f"--data_dir={FLAGS.data_dir}")
+  if FLAGS.teacher_dir:
+    args.append(f"--teacher_dir={FLAGS.teacher_dir}")
+  out = subprocess.run(args, capture_output=True, text=True, check=True,
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")).stdout
+  return json.loads(out.split("RESULT ", 1)[1])
 
 
 if __name__ == "__main__":
