@@ -36,16 +36,18 @@ def check_model(model_cls, strategy):
   strategy named `strategy`."""
   if not getattr(model_cls, "xla_ready", False):
     raise ConfigError(f"--jit_compile: model {model_cls.__name__} has data-dependent shapes in "
-                      "its training step that XLA cannot compile; run it without --jit_compile "
+                      "its training step that XLA cannot compile; add --nojit_compile "
                       "(supported: BPR)")
   if strategy != "default":
     raise ConfigError(f"--jit_compile runs with --strategy=default, got --strategy={strategy} "
-                      "(XLA-compiled steps fail across logical CPU devices)")
+                      "(XLA-compiled steps fail across logical CPU devices); add "
+                      "--nojit_compile")
 
 
 def check_method(method):
   """Raises a one-line ConfigError when `--jit_compile` cannot run the distillation `method`."""
   if not method.xla_ready:
     raise ConfigError(f"--jit_compile: method {method.name!r} with these settings has "
-                      "data-dependent shapes in its loss that XLA cannot compile; run it without "
-                      "--jit_compile (supported: rrd with --rrd_variant=sampled, and dcd on it)")
+                      "data-dependent shapes in its loss that XLA cannot compile; add "
+                      "--nojit_compile (supported: rrd with --rrd_variant=sampled, and dcd on "
+                      "it)")
