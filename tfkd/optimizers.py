@@ -34,26 +34,25 @@ def _resource(variable):
   return None
 
 
-def _dense_sums(gradient, variable, dtype, present_too=False):
-  """Under XLA (static shapes): an `IndexedSlices` gradient densified over the variable's rows,
-  (summed pieces, summed squares of the pieces), each [rows, ...], and with `present_too` a bool
-  [rows] of the rows present. One scatter-add of the pieces with their squares (and a count)
-  side by side: XLA's CPU scatter pays per index, so one wide scatter beats two narrow ones."""
+def _dense_sums(gradient, variable, dtype, squares=True, present=False):
+  """Under XLA (static shapes): an `IndexedSlices` gradient densified over the variable's rows: a
+  list of [rows, ...] tensors, the summed pieces, then with `squares` the summed squares of the
+  pieces, then with `present` a bool [rows] of the rows present. One scatter-add of the pieces
+  and their squares (and a count) side by side: XLA's CPU scatter pays per index, so one wide
+  scatter beats two narrow ones."""
   width = 1
   for size in variable.shape[1:]:
     width *= int(size)
   values = tf.cast(tf.reshape(gradient.values, [-1, width]), dtype)
-  columns = [values, tf.square(values)]
-  if present_too:
-    columns.append(tf.ones_like(values[:, :1]))
-  sums = tf.math.unsorted_segment_sum(tf.concat(columns, axis=1), gradient.indices,
-                                      variable.shape[0])
+  columns = [values] + ([tf.square(values)] if squares else [])
+  sums = tf.math.unsorted_segment_sum(
+      tf.concat(columns + ([tf.ones_like(values[:, :1])] if present else []), axis=1),
+      gradient.indices, variable.shape[0])
   shape = tf.shape(variable)
-  summed = tf.reshape(sums[:, :width], shape)
-  squares = tf.reshape(sums[:, width:2 * width], shape)
-  if not present_too:
-    return summed, squares
-  return summed, squares, sums[:, 2 * width] > 0
+  out = [tf.reshape(sums[:, i * width:(i + 1) * width], shape) for i in range(len(columns))]
+  if present:
+    out.append(sums[:, -1] > 0)
+  return out
 
 
 def _summed_rows(gradient, dtype, square_too=False):
@@ -112,7 +111,7 @@ class Adam(keras.optimizers.Adam):
       self.assign(v, v_new)
       self.assign_sub(variable, alpha * m_new / (tf.sqrt(v_new) + tf.cast(self.epsilon, dtype)))
       return
-    elif isinstance(gradient, tf.IndexedSlices):
+    if isinstance(gradient, tf.IndexedSlices):
       rows, summed, squares = _summed_rows(gradient, dtype, square_too=True)
       self.assign_add(self._velocities[index], tf.IndexedSlices(
           (squares - tf.square(summed)) * ((1 - beta2) / beta2), rows))
@@ -142,7 +141,7 @@ class LazyAdam(Adam):
     v = self._velocities[self._get_variable_index(variable)]
     if xla.in_xla():
       # Static shapes: the same update written over every row, rows absent from the batch kept.
-      values, _, present = _dense_sums(gradient, variable, dtype, present_too=True)
+      values, present = _dense_sums(gradient, variable, dtype, squares=False, present=True)
       present = tf.reshape(present, [-1] + [1] * (len(variable.shape) - 1))
       m_new = tf.where(present, self.beta_1 * m.value + (1 - self.beta_1) * values, m.value)
       v_new = tf.where(present, self.beta_2 * v.value + (1 - self.beta_2) * tf.square(values),
