@@ -15,7 +15,7 @@ resident memory of each process.
 This VM's speed drifts by tens of percent from one process to the next, so one process per
 method proves little: `--repeats=R` runs every (method, `--jit_compile` setting) R times,
 interleaved (`--jit_compile=both` times each method plainly and XLA-compiled), and each row gives
-the median of the R processes' medians with their range, and the fastest.
+the median of the R processes' medians with their range.
 """
 
 import json
@@ -129,13 +129,13 @@ def main(argv):
       for jit in settings:
         runs.setdefault((method, jit), []).append(run_one(method, jit))
   print(f"| method | XLA | training steps s/epoch | refresh s (every {FLAGS.refresh_every} "
-        "epochs) | epoch s, refresh amortized (range; fastest) | first refresh s | "
+        "epochs) | epoch s, refresh amortized (range) | first refresh s | "
         "setup s (teacher rankings) | peak RSS GB |")
   print("|---|---|---|---|---|---|---|---|")
   for (method, jit), rs in runs.items():
     med = lambda key: round(statistics.median(r[key] for r in rs), 3)
     epochs = [r["epoch_s"] for r in rs]
-    spread = (f" ({min(epochs)}-{max(epochs)}; {min(epochs)})" if len(rs) > 1 else "")
+    spread = f" ({min(epochs)}-{max(epochs)})" if len(rs) > 1 else ""
     print(f"| {method} | {'yes' if jit == 'true' else 'no'} | {med('steps_s')} | "
           f"{med('refresh_s')} | {med('epoch_s')}{spread} | {med('first_refresh_s')} | "
           f"{med('setup_s')} | {med('peak_rss_gb')} |")

@@ -88,6 +88,13 @@ class Adam(keras.optimizers.Adam):
   as well: test H@5 0.4470 against 0.4449 with Keras's update, seed 0; the correction keeps the
   update the configs were tuned with.)"""
 
+  def _step_size(self, learning_rate, dtype):
+    """lr sqrt(1 - b2^t) / (1 - b1^t) at this step t: Adam's bias-corrected step size."""
+    step = tf.cast(self.iterations + 1, dtype)
+    beta1, beta2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+    return (tf.cast(learning_rate, dtype) * tf.sqrt(1 - tf.pow(beta2, step)) /
+            (1 - tf.pow(beta1, step)))
+
   def update_step(self, gradient, variable, learning_rate):
     resource = None if self.amsgrad else _resource(variable)
     if resource is None:
@@ -105,8 +112,7 @@ class Adam(keras.optimizers.Adam):
       m, v = self._momentums[index], self._velocities[index]
       m_new = beta1 * m.value + (1 - beta1) * summed
       v_new = beta2 * v.value + (1 - beta2) * squares
-      alpha = tf.cast(learning_rate, dtype) * tf.sqrt(1 - tf.pow(beta2, step)) / (
-          1 - tf.pow(beta1, step))
+      alpha = self._step_size(learning_rate, dtype)
       self.assign(m, m_new)
       self.assign(v, v_new)
       self.assign_sub(variable, alpha * m_new / (tf.sqrt(v_new) + tf.cast(self.epsilon, dtype)))
@@ -133,10 +139,7 @@ class LazyAdam(Adam):
     if not isinstance(gradient, tf.IndexedSlices) or self.amsgrad:
       return super().update_step(gradient, variable, learning_rate)
     dtype = variable.dtype
-    lr = tf.cast(learning_rate, dtype)
-    step = tf.cast(self.iterations + 1, dtype)
-    alpha = lr * tf.sqrt(1 - tf.pow(tf.cast(self.beta_2, dtype), step)) / (
-        1 - tf.pow(tf.cast(self.beta_1, dtype), step))
+    alpha = self._step_size(learning_rate, dtype)
     m = self._momentums[self._get_variable_index(variable)]
     v = self._velocities[self._get_variable_index(variable)]
     if xla.in_xla():

@@ -8,14 +8,14 @@ second form, taken while XLA traces (`in_xla()`):
 
 - a batch's distinct users (items) for the list losses: `tf.unique` gives each once; under XLA
   every row of the batch is kept, sorted, and the repeats weigh 0 (`tfkd.models.ops.distinct`);
-- a list's scores: `ops.gather_dot`'s sparse x dense gradient is a plain gather's (XLA turns it
-  into one dense scatter-add);
+- a list's scores: `ops.gather_dot`'s table gradient, a sparse x dense product, is the same
+  dense gradient as one scatter-add (XLA has no sparse ops);
 - the optimizers' embedding (`IndexedSlices`) gradients: summed into dense rows with segment sums
   over the table's rows instead of `tf.unique` over the batch's (`tfkd.optimizers`).
 
 Each form computes the same loss and the same update as the other (tested). Models and methods
 whose steps keep other data-dependent shapes (ragged rows, `tf.where`) say `xla_ready = False`
-and are refused with one line (`check`).
+and are refused with one line (`check_model`, `check_method`).
 """
 
 import tensorflow as tf

@@ -114,7 +114,8 @@ class _Side:
                 if self._cache_ranks and self.teacher_ranks is None else None)
     for rows in ranks.row_chunks(self.scorer.num_rows, c.chunk_size):
       s_scores = self.scorer.scores(student, rows)
-      teacher_top = tf.constant(self.topk[rows])
+      top_rows = self.topk[rows]
+      teacher_top = tf.constant(top_rows)
       if c.candidates == "teacher_top":
         cand = teacher_top
         rt = tf.broadcast_to(tf.range(self.top), tf.shape(cand))
@@ -122,7 +123,7 @@ class _Side:
         valid = tf.ones(tf.shape(cand), tf.bool)
       elif c.candidates == "union":
         # One sort of each student row gives the teacher-top entries' ranks and its top P.
-        rs_teacher_top, student_top = ranks.ranks_and_top(s_scores, self.topk[rows], self.top)
+        rs_teacher_top, student_top = ranks.ranks_and_top(s_scores, top_rows, self.top)
         cand = tf.concat([teacher_top, student_top], axis=1)
         rt_student_top = self._teacher_ranks_of(teacher, rows, student_top, building)
         rt = tf.concat([tf.broadcast_to(tf.range(self.top), tf.shape(teacher_top)),
