@@ -227,3 +227,28 @@ def test_union_teacher_ranks_are_not_kept_beyond_the_budget(tiny):
   method.refresh(0)
   assert method.user_side.teacher_ranks.shape == (tiny.num_users, tiny.num_items)
   assert method.item_side.teacher_ranks.shape == (tiny.num_items, tiny.num_users)
+
+
+@pytest.mark.parametrize("candidates", ["teacher_top", "union", "all"])
+def test_refresh_scored_in_slices_draws_the_same_lists(tiny, candidates, monkeypatch):
+  """A chunk's rows scored and ranked in slices of a few rows (less memory) give the lists,
+  validity and gaps of the whole chunk at once, with the sampled (not deterministic) draws."""
+  from tfkd.distill import dcd as dcd_module
+  rng = np.random.default_rng(5)
+  shape = (tiny.num_users, tiny.num_items)
+  t, s = (rng.normal(size=shape).astype(np.float32) for _ in range(2))
+  runs = []
+  for score_bytes in (1 << 30, 3 * max(shape) * 4):  # whole chunks; ~3 rows per slice
+    monkeypatch.setattr(dcd_module, "_SCORE_BYTES", score_bytes)
+    method, _ = setup_dcd(tiny, t, s, candidates=candidates)
+    method.config.deterministic = False
+    method.refresh(0)
+    runs.append([(side.state.numpy(), side.valid.numpy())
+                 for side in (method.user_side, method.item_side)] +
+                [method.refreshes[-1]["user_discrepancy"], method.refreshes[-1]["item_discrepancy"]])
+  whole, sliced = runs
+  for (a_state, a_valid), (b_state, b_valid) in zip(whole[:2], sliced[:2]):
+    assert a_valid.any()
+    np.testing.assert_array_equal(a_valid, b_valid)
+    np.testing.assert_array_equal(np.where(a_valid, a_state, -1), np.where(b_valid, b_state, -1))
+  assert whole[2:] == sliced[2:]

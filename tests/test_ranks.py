@@ -62,6 +62,24 @@ def test_ranks_and_top_match_ranks_of_and_tf_top_k(seed):
     ranks.ranks_and_top(scores, queries, cols + 1)
 
 
+@pytest.mark.parametrize("block_bytes", [1, 3 * 40 * 4, 1 << 30])
+def test_blocks_of_any_size_give_the_same_rows(monkeypatch, block_bytes):
+  """Rows are split into blocks (of one row, of three, or one per worker) processed on the
+  thread pool; every split gives the one-pass results in row order (NumPy oracles)."""
+  monkeypatch.setattr(ranks, "_BLOCK_BYTES", block_bytes)
+  rng = np.random.default_rng(11)
+  scores = rng.integers(0, 9, size=(10, 40)).astype(np.float32)
+  scores[rng.random(scores.shape) < 0.2] = -np.inf
+  queries = np.stack([rng.choice(40, 5, replace=False) for _ in range(10)]).astype(np.int32)
+  expected = np.array([[np.sum(scores[b] > scores[b, q]) for q in queries[b]] for b in range(10)])
+  np.testing.assert_array_equal(ranks.ranks_of(scores, queries), expected)
+  got_ranks, got_top = ranks.ranks_and_top(scores, queries, 6)
+  np.testing.assert_array_equal(got_ranks, expected)
+  np.testing.assert_array_equal(got_top, tf.math.top_k(scores, k=6).indices.numpy())
+  np.testing.assert_array_equal(ranks.descending_order(scores),
+                                np.argsort(-scores, axis=1, kind="stable"))
+
+
 def test_full_ranks_closed_form():
   got = ranks.full_ranks(tf.constant([[0.5, 2.0, -1.0, 2.0]])).numpy()
   assert got.tolist() == [[2, 0, 3, 1]]

@@ -32,6 +32,10 @@ from tfkd.distill import base, losses_impl, ranks, rrd, samplers
 from tfkd.distill.rrd import RRDConfig
 from tfkd.errors import ConfigError
 
+# A refresh scores and ranks at most this many bytes of float32 score rows at a time (a slice of
+# a chunk of rows: 333 CiteULike users, where a 1,024-user chunk is 103 MB).
+_SCORE_BYTES = 32 << 20
+
 CANDIDATES = ("teacher_top", "union", "all")
 
 
@@ -106,6 +110,42 @@ class _Side:
     building[rows] = row_ranks
     return np.take_along_axis(row_ranks, queries, axis=1)
 
+  def _candidates(self, student, teacher, rows, building):
+    """For `rows`: the candidate entries, their teacher and student ranks, which are valid, and
+    |R_S - R_T| over the teacher's top-N (DCD's Fig. 1a)."""
+    c = self.config
+    s_scores = self.scorer.scores(student, rows)
+    top_rows = self.topk[rows]
+    teacher_top = tf.constant(top_rows)
+    if c.candidates == "teacher_top":
+      cand = teacher_top
+      rt = tf.broadcast_to(tf.range(self.top), tf.shape(cand))
+      rs = ranks.ranks_of(s_scores, cand)
+      valid = tf.ones(tf.shape(cand), tf.bool)
+    elif c.candidates == "union":
+      # One sort of each student row gives the teacher-top entries' ranks and its top P.
+      rs_teacher_top, student_top = ranks.ranks_and_top(s_scores, top_rows, self.top)
+      cand = tf.concat([teacher_top, student_top], axis=1)
+      rt_student_top = self._teacher_ranks_of(teacher, rows, student_top, building)
+      rt = tf.concat([tf.broadcast_to(tf.range(self.top), tf.shape(teacher_top)),
+                      rt_student_top], axis=1)
+      rs = tf.concat([rs_teacher_top,
+                      tf.broadcast_to(tf.range(self.top), tf.shape(student_top))], axis=1)
+      # A student-top entry with teacher rank < P is already in the teacher's list.
+      valid = tf.concat([tf.ones(tf.shape(teacher_top), tf.bool), rt_student_top >= self.top], 1)
+    else:
+      t_scores = self.scorer.scores(teacher, rows)
+      cand = tf.broadcast_to(tf.range(self.scorer.num_cols), tf.shape(s_scores))
+      rt, rs = ranks.full_ranks(t_scores), ranks.full_ranks(s_scores)
+      valid = tf.math.is_finite(s_scores)
+    n = min(c.discrepancy_top, self.top)
+    if c.candidates == "all":
+      gap = ranks.rank_gaps(s_scores, teacher_top[:, :n])
+    else:  # the first P candidates are the teacher's list: their ranks are already known
+      gap = ranks.gaps_of(np.asarray(rs)[:, :n])
+    return (tf.convert_to_tensor(cand), tf.convert_to_tensor(rt), tf.convert_to_tensor(rs),
+            tf.convert_to_tensor(valid), gap)
+
   def refresh(self, student, teacher, seed):
     """Recomputes the correction lists; returns mean |R_S - R_T| over the teacher's top-N."""
     c, gaps = self.config, []
@@ -113,39 +153,17 @@ class _Side:
     building = (np.empty((self.scorer.num_rows, self.scorer.num_cols), self._rank_dtype)
                 if self._cache_ranks and self.teacher_ranks is None else None)
     for rows in ranks.row_chunks(self.scorer.num_rows, c.chunk_size):
-      s_scores = self.scorer.scores(student, rows)
-      top_rows = self.topk[rows]
-      teacher_top = tf.constant(top_rows)
-      if c.candidates == "teacher_top":
-        cand = teacher_top
-        rt = tf.broadcast_to(tf.range(self.top), tf.shape(cand))
-        rs = ranks.ranks_of(s_scores, cand)
-        valid = tf.ones(tf.shape(cand), tf.bool)
-      elif c.candidates == "union":
-        # One sort of each student row gives the teacher-top entries' ranks and its top P.
-        rs_teacher_top, student_top = ranks.ranks_and_top(s_scores, top_rows, self.top)
-        cand = tf.concat([teacher_top, student_top], axis=1)
-        rt_student_top = self._teacher_ranks_of(teacher, rows, student_top, building)
-        rt = tf.concat([tf.broadcast_to(tf.range(self.top), tf.shape(teacher_top)),
-                        rt_student_top], axis=1)
-        rs = tf.concat([rs_teacher_top,
-                        tf.broadcast_to(tf.range(self.top), tf.shape(student_top))], axis=1)
-        # A student-top entry with teacher rank < P is already in the teacher's list.
-        valid = tf.concat([tf.ones(tf.shape(teacher_top), tf.bool), rt_student_top >= self.top], 1)
-      else:
-        t_scores = self.scorer.scores(teacher, rows)
-        cand = tf.broadcast_to(tf.range(self.scorer.num_cols), tf.shape(s_scores))
-        rt, rs = ranks.full_ranks(t_scores), ranks.full_ranks(s_scores)
-        valid = tf.math.is_finite(s_scores)
+      # The chunk's rows are scored and ranked in slices of at most _SCORE_BYTES of scores (the
+      # peak memory), then sampled together: the draws depend on the chunk alone.
+      slices = -(-len(rows) * self.scorer.num_cols * 4 // _SCORE_BYTES)
+      pieces = list(zip(*(self._candidates(student, teacher, part, building)
+                          for part in np.array_split(rows, slices))))
+      cand, rt, rs, valid = (tf.concat(p, axis=0) for p in pieces[:4])
+      gaps.append(np.concatenate(pieces[4]))
       state, ok = _sample(cand, rt, rs, valid, c.mu, self.num_under, self.num_over,
                           tf.constant([seed, int(rows[0])], tf.int64), c.deterministic)
       states.append(state)
       valids.append(ok)
-      n = min(c.discrepancy_top, self.top)
-      if c.candidates == "all":
-        gaps.append(ranks.rank_gaps(s_scores, teacher_top[:, :n]))
-      else:  # the first P candidates are the teacher's list: their ranks are already known
-        gaps.append(ranks.gaps_of(np.asarray(rs)[:, :n]))
     self.state.assign(tf.concat(states, axis=0))
     self.valid.assign(tf.concat(valids, axis=0))
     if building is not None:  # complete: every row was filled
