@@ -38,6 +38,8 @@ flags.DEFINE_enum("dcd_candidates", "teacher_top", ["teacher_top", "union", "all
 flags.DEFINE_integer("dcd_cache_mb", 1024, "DCD, union: MiB per side for the teacher's kept "
                      "ranks (0: re-score and re-sort the teacher at every refresh).",
                      lower_bound=0)
+flags.DEFINE_integer("chunk_size", 1024, "DCD: rows per chunk of a refresh (trainers.distill's "
+                     "--knowledge_chunk_size).", lower_bound=1)
 flags.DEFINE_enum("jit_compile", "false", ["false", "true", "both"],
                   "Compile the training step with XLA (both: time each method both ways).")
 flags.DEFINE_integer("repeats", 1, "Processes per (method, jit setting), interleaved.",
@@ -49,7 +51,7 @@ FLAGS = flags.FLAGS
 def time_one(method):
   import keras
 
-  from tfkd import models, training
+  from tfkd import models, optimizers, training
   from tfkd.data import load_dataset
   from tfkd.distill import DCDConfig, Distiller, RRDConfig, dcd, rrd, teacher as teacher_lib
 
@@ -72,7 +74,8 @@ def time_one(method):
       m = dcd.DCD(DCDConfig(candidates=FLAGS.dcd_candidates,
                             item_weight=0.0 if method == "dcd_user" else 1e-4,
                             refresh_every=FLAGS.refresh_every,
-                            cache_bytes=FLAGS.dcd_cache_mb << 20))
+                            cache_bytes=FLAGS.dcd_cache_mb << 20,
+                            chunk_size=FLAGS.chunk_size))
     knowledge = {"user_topk": teacher_lib.user_topk(teacher, dataset, m.user_k),
                  "item_topk": teacher_lib.item_topk(teacher, dataset, m.item_k)
                  if m.item_k else None}
@@ -81,8 +84,9 @@ def time_one(method):
     fit_model.declare_parts()
     callbacks = m.callbacks()
   setup_seconds = time.time() - start
-  fit_model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=32,
-                    jit_compile=FLAGS.jit_compile == "true")
+  fit_model.compile(optimizer=optimizers.get("adam", 1e-3),  # what the trainers run
+                    steps_per_execution=32, jit_compile=False)
+  fit_model.xla_gradients = FLAGS.jit_compile == "true"  # as trainers' --jit_compile
 
   class Timer(keras.callbacks.Callback):
     """Wall time of every epoch, from before the method's callbacks to its end."""
@@ -144,7 +148,8 @@ def main(argv):
 def run_one(method, jit):
   args = [sys.executable, __file__, f"--one={method}", f"--epochs={FLAGS.epochs}",
           f"--refresh_every={FLAGS.refresh_every}", f"--jit_compile={jit}",
-          f"--dcd_candidates={FLAGS.dcd_candidates}", f"--dcd_cache_mb={FLAGS.dcd_cache_mb}"]
+          f"--dcd_candidates={FLAGS.dcd_candidates}", f"--dcd_cache_mb={FLAGS.dcd_cache_mb}",
+          f"--chunk_size={FLAGS.chunk_size}"]
   if FLAGS.data_dir:
     args.append(f"--data_dir={FLAGS.data_dir}")
   if FLAGS.teacher_dir:
