@@ -153,29 +153,17 @@ def test_sparse_updates_equal_under_xla(cls):
 
 @pytest.mark.parametrize("method_name", ["rrd", "dcd"])
 def test_distiller_steps_equal_with_jit_compile(tiny, method_name):
-  """Three steps of the plain step, of Keras's whole-step XLA (`jit_compile=True`) and of
-  `xla_gradients` (what --jit_compile runs: compiled gradients, the optimizer outside) give the
-  same weights and loss parts; the weights move."""
   xs = batches(tiny, 3)
-  weights, logs = {}, {}
-  for form in ("plain", "keras_jit", "xla_gradients"):
+  weights = []
+  for jit in (False, True):
     distiller, _ = distill_setup(tiny, method_name)
-    initial = [w.numpy() for w in distiller.student.weights]
-    distiller.compile(optimizer=optimizers.Adam(0.05), jit_compile=form == "keras_jit")
-    distiller.xla_gradients = form == "xla_gradients"
-    logs[form] = [distiller.train_on_batch(x, return_dict=True) for x in xs]
-    assert distiller.jit_compile == (form == "keras_jit")
-    weights[form] = [w.numpy() for w in distiller.student.weights]
-    assert logs[form][-1]["rrd_loss"] > 0
-    assert not all(np.allclose(a, b) for a, b in zip(initial, weights[form]))
-    if form == "xla_gradients":  # the gradients came from the XLA-compiled function
-      assert distiller._xla_step.experimental_get_tracing_count() == 1
-      assert distiller._xla_step._jit_compile
-  for form in ("keras_jit", "xla_gradients"):
-    for a, b in zip(weights["plain"], weights[form]):
-      np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=form)
-    for name, value in logs["plain"][-1].items():
-      np.testing.assert_allclose(logs[form][-1][name], value, rtol=1e-4, err_msg=name)
+    distiller.compile(optimizer=optimizers.Adam(0.05), jit_compile=jit)
+    logs = [distiller.train_on_batch(x, return_dict=True) for x in xs]
+    assert distiller.jit_compile == jit
+    weights.append([w.numpy() for w in distiller.student.weights])
+    assert logs[-1]["rrd_loss"] > 0
+  for a, b in zip(*weights):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
 
 def test_models_and_methods_without_static_shapes_are_refused():

@@ -125,45 +125,14 @@ class FitModel(keras.Model):
   - `train_step`: under multi-worker, the scalar logs are handed over as 1-vectors: Keras 3.15
     reduces them with `strategy.reduce("MEAN", v, axis=0)`, which needs an axis 0 (the result
     is a scalar again).
-
-  And one addition, `xla_gradients` (what `--jit_compile` sets, with Keras's own `jit_compile`
-  left off): XLA compiles the step's forward pass, losses and gradients (`tfkd.xla`), and the
-  optimizer applies them outside the compiled computation. Keras's `jit_compile=True` compiles
-  the update too, where XLA's CPU backend runs it as one single-threaded loop (1.8 ms per step
-  for Adam over the 0.6M parameters of a dim-20 BPR on CiteULike) against 0.5-0.9 ms for TF's
-  fused multi-threaded Adam kernel (`tfkd.optimizers.Adam`); the gradients are the same, and the
-  update is the plain step's (tested).
   """
-
-  xla_gradients = False
 
   def _maybe_symbolic_build(self, iterator=None, data_batch=None):
     if not (self.built and self.optimizer is not None and self.optimizer.built):
       super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
-  def _compiled_gradients(self, data):
-    """Keras's `train_step` up to the gradients (one strategy replica: `tfkd.xla.check_model`):
-    (gradients, logs); XLA-compiled by `train_step`."""
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    with tf.GradientTape() as tape:
-      y_pred = self(x, training=True)
-      loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
-                                training=True)
-      self._loss_tracker.update_state(
-          loss, sample_weight=tf.shape(next(i for i in tf.nest.flatten(x) if i is not None))[0])
-      loss = self.optimizer.scale_loss(loss)
-    gradients = tape.gradient(loss, self.trainable_weights)
-    return gradients, self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-
   def train_step(self, data):
-    if self.xla_gradients:
-      if getattr(self, "_xla_step", None) is None:
-        self._xla_step = tf.function(self._compiled_gradients, jit_compile=True,
-                                     reduce_retracing=True)
-      gradients, logs = self._xla_step(data)
-      self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
-    else:
-      logs = super().train_step(data)
+    logs = super().train_step(data)
     if not multi_worker(tf.distribute.get_strategy()):
       return logs
     return {k: tf.reshape(v, [1]) if hasattr(v, "shape") and v.shape.rank == 0 else v

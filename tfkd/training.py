@@ -266,9 +266,7 @@ def fit_evaluate_save(config, dataset, fit_model, student, strategy, method=None
   steps = config.steps_per_execution if strategy.num_replicas_in_sync == 1 else 1
   with strategy.scope():
     fit_model.compile(optimizer=optimizers.get(config.optimizer, config.learning_rate),
-                      steps_per_execution=steps, jit_compile=False)
-    # --jit_compile: XLA compiles the gradients, the optimizer updates outside (`FitModel`).
-    fit_model.xla_gradients = config.jit_compile
+                      steps_per_execution=steps, jit_compile=config.jit_compile)
     student.build_for_dataset()
     fit_model.built = True  # the student is; a Distiller has no variables of its own
     fit_model.optimizer.build(fit_model.trainable_variables)

@@ -1,21 +1,17 @@
 """XLA-compiled training steps (`--jit_compile`).
 
-The trainers compile the training step's forward pass, losses and gradients into one XLA
-computation (`tfkd.distribute.FitModel.xla_gradients`); the optimizer then applies the gradients
-with TF's fused, multi-threaded kernels, faster on this CPU than XLA's single-threaded loop over
-every parameter. Keras's own `jit_compile=True` (the update compiled too) computes the same step
-and is tested alike. On this 2-core CPU XLA fuses the many small ops of a BPR student's step and
-of RRD's / DCD's list losses (see the README's speed section). XLA needs static shapes, so the
-few ops whose output size depends on the data have a second form, taken while XLA traces
-(`in_xla()`):
+Keras compiles the whole training step (forward, loss, gradients, optimizer update) into one XLA
+computation when a model is compiled with `jit_compile=True`. On this 2-core CPU that fuses the
+many small ops of a BPR student's step and of RRD's / DCD's list losses (see the README's speed
+section). XLA needs static shapes, so the few ops whose output size depends on the data have a
+second form, taken while XLA traces (`in_xla()`):
 
 - a batch's distinct users (items) for the list losses: `tf.unique` gives each once; under XLA
   every row of the batch is kept, sorted, and the repeats weigh 0 (`tfkd.models.ops.distinct`);
 - a list's scores: `ops.gather_dot`'s table gradient, a sparse x dense product, is the same
   dense gradient as one scatter-add (XLA has no sparse ops);
-- when the update is compiled too (Keras's `jit_compile=True`), the optimizers' embedding
-  (`IndexedSlices`) gradients: summed into dense rows with segment sums over the table's rows
-  instead of `tf.unique` over the batch's (`tfkd.optimizers`).
+- the optimizers' embedding (`IndexedSlices`) gradients: summed into dense rows with segment sums
+  over the table's rows instead of `tf.unique` over the batch's (`tfkd.optimizers`).
 
 Each form computes the same loss and the same update as the other (tested). Models and methods
 whose steps keep other data-dependent shapes (ragged rows, `tf.where`) say `xla_ready = False`
