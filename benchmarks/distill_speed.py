@@ -85,8 +85,7 @@ def time_one(method):
     callbacks = m.callbacks()
   setup_seconds = time.time() - start
   fit_model.compile(optimizer=optimizers.get("adam", 1e-3),  # what the trainers run
-                    steps_per_execution=32, jit_compile=False)
-  fit_model.xla_gradients = FLAGS.jit_compile == "true"  # as trainers' --jit_compile
+                    steps_per_execution=32, jit_compile=FLAGS.jit_compile == "true")
 
   class Timer(keras.callbacks.Callback):
     """Wall time of every epoch, from before the method's callbacks to its end."""
