@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -87,21 +89,39 @@ def free_ports(n):
 
 
 def run_workers(args, env, workers=2, timeout=600):
-  """Runs `args` as `workers` processes of one TF_CONFIG cluster on 127.0.0.1; all are killed if
-  any is still running after `timeout` seconds (a lost worker leaves the others waiting)."""
+  """Runs `args` as `workers` processes of one TF_CONFIG cluster on 127.0.0.1. A worker that
+  fails fails the test at once with its stderr (the others would wait for it); all are killed if
+  any is still running after `timeout` seconds, and the failure shows every worker's stderr."""
   cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(workers)]}
+  logs = [tempfile.TemporaryFile("w+") for _ in range(workers)]
   procs = [subprocess.Popen(
-      [sys.executable, *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+      [sys.executable, *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=log,
       text=True, env=dict(env, TF_CONFIG=json.dumps(
           {"cluster": cluster, "task": {"type": "worker", "index": i}})))
-           for i in range(workers)]
+           for i, log in enumerate(logs)]
+
+  def stderr_tails():
+    out = []
+    for i, log in enumerate(logs):
+      log.seek(0)
+      out.append(f"--- worker {i} (exit {procs[i].poll()}):\n{log.read()[-3000:]}")
+    return "\n".join(out)
+
+  deadline = time.monotonic() + timeout
   try:
-    errors = [p.communicate(timeout=timeout)[1] for p in procs]
+    while any(p.poll() is None for p in procs):
+      failed = [p for p in procs if p.poll() not in (None, 0)]
+      assert not failed, stderr_tails()
+      assert time.monotonic() < deadline, f"workers still running after {timeout} s\n" + \
+          stderr_tails()
+      time.sleep(0.5)
+    assert all(p.returncode == 0 for p in procs), stderr_tails()
   finally:
     for p in procs:
       p.kill()
-  for p, err in zip(procs, errors):
-    assert p.returncode == 0, err[-3000:]
+      p.wait()
+    for log in logs:
+      log.close()
 
 
 @pytest.mark.parametrize("trainer,extra", [("trainers.train", ["--model=bpr", "--epochs=4"]),
