@@ -243,9 +243,10 @@ def test_refresh_scored_in_slices_draws_the_same_lists(tiny, candidates, monkeyp
     method, _ = setup_dcd(tiny, t, s, candidates=candidates)
     method.config.deterministic = False
     method.refresh(0)
+    record = method.refreshes[-1]
     runs.append([(side.state.numpy(), side.valid.numpy())
                  for side in (method.user_side, method.item_side)] +
-                [method.refreshes[-1]["user_discrepancy"], method.refreshes[-1]["item_discrepancy"]])
+                [record["user_discrepancy"], record["item_discrepancy"]])
   whole, sliced = runs
   for (a_state, a_valid), (b_state, b_valid) in zip(whole[:2], sliced[:2]):
     assert a_valid.any()

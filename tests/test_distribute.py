@@ -107,13 +107,15 @@ def run_workers(args, env, workers=2, timeout=600):
       out.append(f"--- worker {i} (exit {procs[i].poll()}):\n{log.read()[-3000:]}")
     return "\n".join(out)
 
+  # A hang guard like `run`'s subprocess timeout, not a speed check (a run takes ~30 s): a
+  # deadlocked cluster never exits, and without it the suite would wait for CI's own limit.
   deadline = time.monotonic() + timeout
   try:
     while any(p.poll() is None for p in procs):
       failed = [p for p in procs if p.poll() not in (None, 0)]
       assert not failed, stderr_tails()
-      assert time.monotonic() < deadline, f"workers still running after {timeout} s\n" + \
-          stderr_tails()
+      if time.monotonic() > deadline:
+        pytest.fail(f"hang guard: workers still running after {timeout} s\n{stderr_tails()}")
       time.sleep(0.5)
     assert all(p.returncode == 0 for p in procs), stderr_tails()
   finally:

@@ -143,8 +143,7 @@ class _Side:
       gap = ranks.rank_gaps(s_scores, teacher_top[:, :n])
     else:  # the first P candidates are the teacher's list: their ranks are already known
       gap = ranks.gaps_of(np.asarray(rs)[:, :n])
-    return (tf.convert_to_tensor(cand), tf.convert_to_tensor(rt), tf.convert_to_tensor(rs),
-            tf.convert_to_tensor(valid), gap)
+    return cand, rt, rs, valid, gap
 
   def refresh(self, student, teacher, seed):
     """Recomputes the correction lists; returns mean |R_S - R_T| over the teacher's top-N."""
