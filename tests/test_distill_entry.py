@@ -11,7 +11,7 @@ from conftest import REPO, subprocess_env, teacher_flagfile
 from trainers import distill
 
 TINY = dict(dataset="synthetic", num_candidates=40, epochs=2, eval_every=1, batch_size=256,
-            dim=4, rrd_top=30, rrd_k=5, rrd_l=5)
+            dim=4, method="rrd", rrd_top=30, rrd_k=5, rrd_l=5)
 
 
 def test_runs_end_to_end_from_nothing(tmp_path):
@@ -47,7 +47,8 @@ def test_teacher_of_another_dataset_is_refused_in_one_line(tmp_path):
   env = subprocess_env(tmp_path)
   r = subprocess.run(
       [sys.executable, "-m", "trainers.distill", "--dataset=synthetic", "--num_candidates=10",
-       "--split_seed=5", f"--teacher_dir={teacher_dir}", f"--workdir={tmp_path}/s2"],
+       "--split_seed=5", "--method=rrd", f"--teacher_dir={teacher_dir}",
+       f"--workdir={tmp_path}/s2"],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert r.returncode == 1
   last = r.stderr.strip().splitlines()[-1]
@@ -81,3 +82,21 @@ def test_deterministic_runs_are_identical(tmp_path):
   wa = training.load_model(dir_a, d)[0].get_weights()
   wb = training.load_model(dir_b, d)[0].get_weights()
   assert all(np.array_equal(x, y) for x, y in zip(wa, wb))
+
+
+def test_missing_method_is_refused_in_one_line(tmp_path, capsys):
+  """A flagfile that names no method (a student or dataset config alone) must not run a default."""
+  flags_ = {k: v for k, v in TINY.items() if k != "method"}
+  capsys.readouterr()
+  with flagsaver.flagsaver(workdir=str(tmp_path / "out"), teacher_dir=str(tmp_path / "t"),
+                           method=None, **flags_):
+    try:
+      distill.main(["distill"])
+    except SystemExit as e:
+      assert e.code == 1
+    else:
+      raise AssertionError("trainers.distill ran without --method")
+  last = capsys.readouterr().err.strip().splitlines()[-1]
+  assert last.startswith("tfkd: error: --method: no distillation method given; expected one "
+                         "of cd, dcd, rd, rrd"), last
+  assert not os.path.exists(tmp_path / "out") and not os.path.exists(tmp_path / "t")

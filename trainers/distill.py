@@ -13,6 +13,7 @@ import os
 from absl import app, flags
 
 from tfkd import distill, training
+from tfkd.errors import ConfigError
 from trainers import common
 
 FLAGS = flags.FLAGS
@@ -23,7 +24,8 @@ flags.DEFINE_string("teacher_dir", None, "The teacher's work directory (trained 
 flags.DEFINE_string("teacher_flagfile", "configs/bpr_teacher.flags",
                     "trainers.train flagfile used to train the teacher when --teacher_dir "
                     "holds none.")
-flags.DEFINE_enum("method", "rrd", sorted(distill.METHODS), "Distillation method.")
+flags.DEFINE_enum("method", None, sorted(distill.METHODS), "Distillation method (required: "
+                  "every distillation config sets it).")
 flags.DEFINE_integer("knowledge_chunk_size", 1024, "Users per chunk when ranking with the "
                      "teacher.", lower_bound=1)
 # RRD (user side) and IR-RRD (item side).
@@ -36,6 +38,10 @@ flags.DEFINE_float("rrd_temperature", 10.0, "T of p(rank) ~ exp(-(rank + 1) / T)
                    lower_bound=1e-9)
 flags.DEFINE_integer("rrd_l", 40, "Uninteresting (tail) items per user (L).", lower_bound=0)
 flags.DEFINE_float("rrd_weight", 1e-3, "lambda_RRD.", lower_bound=0.0)
+flags.DEFINE_integer("list_pairs", 0, "RRD / DCD: score the lists of the users (and positive "
+                     "items) of each batch's first N (user, item) pairs only, a uniform sample "
+                     "of the shuffled batch; 0: of all its pairs (the reference's schedule).",
+                     lower_bound=0)
 flags.DEFINE_integer("ir_rrd_k", 20, "Item side: interesting users per item.", lower_bound=1)
 flags.DEFINE_integer("ir_rrd_top", 100, "Item side: teacher top list of users.", lower_bound=1)
 flags.DEFINE_float("ir_rrd_temperature", 10.0, "Item side: T.", lower_bound=1e-9)
@@ -110,7 +116,7 @@ def rrd_config():
       temperature=FLAGS.rrd_temperature, num_uninteresting=FLAGS.rrd_l, weight=FLAGS.rrd_weight,
       item_num_interesting=FLAGS.ir_rrd_k, item_top=FLAGS.ir_rrd_top,
       item_temperature=FLAGS.ir_rrd_temperature, item_num_uninteresting=FLAGS.ir_rrd_l,
-      item_weight=FLAGS.ir_rrd_weight, seed=FLAGS.seed)
+      item_weight=FLAGS.ir_rrd_weight, list_pairs=FLAGS.list_pairs, seed=FLAGS.seed)
 
 
 def dcd_config():
@@ -146,6 +152,12 @@ METHOD_CONFIGS = {"rrd": rrd_config, "dcd": dcd_config, "rd": rd_config, "cd": c
 
 def distill_config():
   with common.one_line_errors():
+    if FLAGS.method is None:
+      # A default would silently run that method for a flagfile that names none (a student or
+      # dataset config given alone).
+      raise ConfigError(f"--method: no distillation method given; expected one of "
+                        f"{', '.join(sorted(distill.METHODS))} (the configs of "
+                        f"configs/ that distil set it)")
     teacher = None
     if not os.path.isfile(os.path.join(FLAGS.teacher_dir or "", training.MODEL_FILE)):
       teacher = common.train_config_from_flagfile(
