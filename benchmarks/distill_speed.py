@@ -44,6 +44,9 @@ flags.DEFINE_enum("jit_compile", "false", ["false", "true", "both"],
                   "Compile the training step with XLA (both: time each method both ways).")
 flags.DEFINE_integer("repeats", 1, "Processes per (method, jit setting), interleaved.",
                      lower_bound=1)
+flags.DEFINE_list("list_pairs", ["0"], "RRD / DCD: trainers.distill's --list_pairs (lists of "
+                  "the batch's first N pairs' users and items; 0: all); several values are "
+                  "timed interleaved.")
 flags.DEFINE_string("one", None, "Internal: time one method in this process, print JSON.")
 FLAGS = flags.FLAGS
 
@@ -55,6 +58,7 @@ def time_one(method):
   from tfkd.data import load_dataset
   from tfkd.distill import DCDConfig, Distiller, RRDConfig, dcd, rrd, teacher as teacher_lib
 
+  pairs = int(FLAGS.list_pairs[0])
   dataset = load_dataset("citeulike-derrd", data_dir=FLAGS.data_dir)
   keras.utils.set_random_seed(0)
   if FLAGS.teacher_dir:
@@ -69,9 +73,9 @@ def time_one(method):
     fit_model, m = student, None
   else:
     if method == "rrd":
-      m = rrd.RRD(RRDConfig())
+      m = rrd.RRD(RRDConfig(list_pairs=pairs))
     else:
-      m = dcd.DCD(DCDConfig(candidates=FLAGS.dcd_candidates,
+      m = dcd.DCD(DCDConfig(rrd=RRDConfig(list_pairs=pairs), candidates=FLAGS.dcd_candidates,
                             item_weight=0.0 if method == "dcd_user" else 1e-4,
                             refresh_every=FLAGS.refresh_every,
                             cache_bytes=FLAGS.dcd_cache_mb << 20,
@@ -114,7 +118,7 @@ def time_one(method):
   refreshes = [t for e, t in refreshed.items() if e > 0] or list(refreshed.values())
   step = statistics.median(steps)
   ref = statistics.median(refreshes) if refreshes else 0.0
-  return {"method": method, "steps_s": round(step, 3), "refresh_s": round(ref, 3),
+  return {"method": method, "list_pairs": pairs, "steps_s": round(step, 3), "refresh_s": round(ref, 3),
           "epoch_s": round(step + ref / FLAGS.refresh_every, 3),
           "first_refresh_s": round(first, 3), "setup_s": round(setup_seconds, 2),
           "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
@@ -129,23 +133,25 @@ def main(argv):
   runs = {}
   for _ in range(FLAGS.repeats):
     for method in FLAGS.methods:
-      for jit in settings:
-        runs.setdefault((method, jit), []).append(run_one(method, jit))
-  print(f"| method | XLA | training steps s/epoch | refresh s (every {FLAGS.refresh_every} "
+      for pairs in FLAGS.list_pairs if method != "student" else ["0"]:
+        for jit in settings:
+          runs.setdefault((method, pairs, jit), []).append(run_one(method, pairs, jit))
+  print(f"| method | list pairs | XLA | training steps s/epoch | refresh s (every {FLAGS.refresh_every} "
         "epochs) | epoch s, refresh amortized (range) | first refresh s | "
         "setup s (teacher rankings) | peak RSS GB |")
-  print("|---|---|---|---|---|---|---|---|")
-  for (method, jit), rs in runs.items():
+  print("|---|---|---|---|---|---|---|---|---|")
+  for (method, pairs, jit), rs in runs.items():
     med = lambda key: round(statistics.median(r[key] for r in rs), 3)
     epochs = [r["epoch_s"] for r in rs]
     spread = f" ({min(epochs)}-{max(epochs)})" if len(rs) > 1 else ""
-    print(f"| {method} | {'yes' if jit == 'true' else 'no'} | {med('steps_s')} | "
+    print(f"| {method} | {pairs if pairs != '0' else 'all'} | {'yes' if jit == 'true' else 'no'} | {med('steps_s')} | "
           f"{med('refresh_s')} | {med('epoch_s')}{spread} | {med('first_refresh_s')} | "
           f"{med('setup_s')} | {med('peak_rss_gb')} |")
 
 
-def run_one(method, jit):
+def run_one(method, pairs, jit):
   args = [sys.executable, __file__, f"--one={method}", f"--epochs={FLAGS.epochs}",
+          f"--list_pairs={pairs}",
           f"--refresh_every={FLAGS.refresh_every}", f"--jit_compile={jit}",
           f"--dcd_candidates={FLAGS.dcd_candidates}", f"--dcd_cache_mb={FLAGS.dcd_cache_mb}",
           f"--chunk_size={FLAGS.chunk_size}"]

@@ -7,6 +7,7 @@ import tensorflow as tf
 from tfkd import models
 from tfkd.distill import Distiller, RRDConfig, samplers, teacher as teacher_lib
 from tfkd.distill.rrd import RRD
+from tfkd.errors import ConfigError
 
 
 def build_pair(d):
@@ -84,6 +85,31 @@ def test_rrd_batch_is_ordered_top_items_then_unobserved_tail(tiny):
                       for r in scores])
   got = float(method.loss_parts(distiller.student, x)["rrd_loss"])
   assert got == pytest.approx(method.config.weight * expected, rel=1e-4)
+
+
+def test_list_pairs_scores_the_lists_of_the_batchs_first_pairs_only(tiny):
+  distiller, method, _ = rrd_setup(tiny, item_weight=1e-2, list_pairs=10)
+  x = batch(tiny, method, epoch=1)
+  users, items = (r.numpy() for r in method.batch_rows(x))
+  first_users, first_items = x["user"].numpy()[:10], x["item"].numpy()[:10, 0]
+  assert sorted(users) == sorted(set(first_users)) and \
+      sorted(items) == sorted(set(first_items))
+  assert set(x["user"].numpy()) - set(first_users)  # the rest of the batch is left out
+  parts = {k: float(v) for k, v in method.loss_parts(distiller.student, x).items()}
+  student = distiller.student
+  for part, rows, lists, k, score_fn in (
+      ("rrd_loss", users, method.lists["user"], 5, student.score),
+      ("ir_rrd_loss", items, method.lists["item"], 4, student.score_item_users)):
+    scores = score_fn(rows, lists.numpy()[rows]).numpy().astype(np.float64)
+    expected = np.mean([-sum(r[j] - np.log(np.exp(r[j:]).sum()) for j in range(k))
+                        for r in scores])
+    weight = method.config.weight if part == "rrd_loss" else method.config.item_weight
+    assert parts[part] == pytest.approx(weight * expected, rel=1e-4), part
+
+
+def test_negative_list_pairs_is_refused():
+  with pytest.raises(ConfigError, match="list_pairs must be >= 0"):
+    RRD(RRDConfig(list_pairs=-1))
 
 
 def test_full_variant_tail_is_every_other_unobserved_item(tiny):

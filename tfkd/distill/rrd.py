@@ -41,6 +41,10 @@ class RRDConfig:
   item_temperature: float = 10.0
   item_num_uninteresting: int = 20
   item_weight: float = 0.0  # lambda_IR-RRD; 0 disables the item side
+  # Lists per step: those of the users (and positive items) of the batch's first `list_pairs`
+  # (user, item) pairs, a uniform sample of the shuffled batch; 0: of all its pairs (the
+  # reference code's schedule, where a user's list is scored in every batch the user is in).
+  list_pairs: int = 0
   seed: int = 0
 
   def validate(self):
@@ -52,6 +56,9 @@ class RRDConfig:
     if self.item_weight and self.item_num_interesting > self.item_top:
       raise ConfigError(f"rrd: item-side K={self.item_num_interesting} exceeds the item-side "
                         f"top list of {self.item_top}")
+    if self.list_pairs < 0:
+      raise ConfigError(f"list_pairs must be >= 0 (0: every pair of the batch), got "
+                        f"{self.list_pairs}")
     for name in ("temperature", "item_temperature"):
       if getattr(self, name) <= 0:
         raise ConfigError(f"rrd: {name} must be positive, got {getattr(self, name)}")
@@ -188,8 +195,14 @@ class RRD(base.Method):
 
   def batch_rows(self, x):
     """The batch's distinct users, and its distinct positive items (item side); under XLA all of
-    them, sorted, the repeats weighed 0 by `list_losses` (`ops.distinct`)."""
-    return ops.distinct(x["user"]), ops.distinct(x["item"][:, 0])
+    them, sorted, the repeats weighed 0 by `list_losses` (`ops.distinct`). With `list_pairs`,
+    those of the batch's first `list_pairs` pairs only (each replica its share)."""
+    users, items = x["user"], x["item"][:, 0]
+    if self.config.list_pairs:
+      replicas = tf.distribute.get_strategy().num_replicas_in_sync
+      n = -(-self.config.list_pairs // replicas)
+      users, items = users[:n], items[:n]
+    return ops.distinct(users), ops.distinct(items)
 
   def full_user_loss(self, student, users):
     c = self.config
