@@ -101,3 +101,21 @@ def test_dcd_main_config_refreshes_every_epoch_and_ablations_ablate_it(monkeypat
       assert f.refresh_every == 1 and f.jit_compile and f.dcd_candidates == "union", name
       assert (f.dcd_user_weight, f.dcd_item_weight) == weights, name
       assert f.dcd_deterministic == (name == "dcd_wo_sampling"), name
+
+
+@pytest.mark.parametrize("fast,base,pairs,changed", [
+    ("rrd_fast", "rrd", 384, {"jit_compile"}), ("dcd_fast", "dcd", 128, set())])
+def test_fast_configs_are_their_base_with_fewer_list_passes(monkeypatch, fast, base, pairs,
+                                                            changed):
+  # README's fast rows: the base config's run, but each step scores the lists of its batch's
+  # first `pairs` pairs only; nothing else may differ (their results are compared with the base's).
+  monkeypatch.chdir(REPO)
+  values = {}
+  for name in (base, fast):
+    with flagsaver.flagsaver():
+      flags.FLAGS(["prog", f"--flagfile=configs/{name}.flags"])
+      values[name] = flags.FLAGS.flag_values_dict()
+  differ = {k for k in values[base] if values[base][k] != values[fast][k]}
+  assert differ == {"list_pairs", "workdir", *changed}
+  assert values[base]["list_pairs"] == 0 and values[fast]["list_pairs"] == pairs
+  assert values[fast]["jit_compile"]

@@ -9,6 +9,13 @@ draw is seeded by (seed, epoch), so a resumed run draws the same lists). Loss: t
 permutation loss (DCD eq. 1) with the K items ordered and the L items as the tail, averaged over
 the batch's users, times `weight` (eq. 2: L_RS + lambda_RRD L_RRD).
 
+Which rows get lists in a step: by default every distinct user (positive item) of the batch, as
+the reference code does, so a user's list is scored in every batch the user has a pair in (~19
+times per epoch on CiteULike at batch 1024). `list_pairs=N` scores the lists of the users (items)
+of the batch's first N pairs only, a uniform sample of the shuffled batch: a row enters the loss
+with about the same expected weight per epoch (in proportion to its pairs), from ~N / batch_size
+as many list passes; DCD's correction lists follow the same rows.
+
 `variant="full"`: the unsampled form the reference maintainer later recommended: all top-K items in
 teacher order, every other unobserved item as the tail.
 
