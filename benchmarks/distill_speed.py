@@ -118,8 +118,8 @@ def time_one(method):
   refreshes = [t for e, t in refreshed.items() if e > 0] or list(refreshed.values())
   step = statistics.median(steps)
   ref = statistics.median(refreshes) if refreshes else 0.0
-  return {"method": method, "list_pairs": pairs, "steps_s": round(step, 3), "refresh_s": round(ref, 3),
-          "epoch_s": round(step + ref / FLAGS.refresh_every, 3),
+  return {"method": method, "list_pairs": pairs, "steps_s": round(step, 3),
+          "refresh_s": round(ref, 3), "epoch_s": round(step + ref / FLAGS.refresh_every, 3),
           "first_refresh_s": round(first, 3), "setup_s": round(setup_seconds, 2),
           "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
 
@@ -136,15 +136,16 @@ def main(argv):
       for pairs in FLAGS.list_pairs if method != "student" else ["0"]:
         for jit in settings:
           runs.setdefault((method, pairs, jit), []).append(run_one(method, pairs, jit))
-  print(f"| method | list pairs | XLA | training steps s/epoch | refresh s (every {FLAGS.refresh_every} "
-        "epochs) | epoch s, refresh amortized (range) | first refresh s | "
+  print(f"| method | list pairs | XLA | training steps s/epoch | refresh s (every "
+        f"{FLAGS.refresh_every} epochs) | epoch s, refresh amortized (range) | first refresh s | "
         "setup s (teacher rankings) | peak RSS GB |")
   print("|---|---|---|---|---|---|---|---|---|")
   for (method, pairs, jit), rs in runs.items():
     med = lambda key: round(statistics.median(r[key] for r in rs), 3)
     epochs = [r["epoch_s"] for r in rs]
     spread = f" ({min(epochs)}-{max(epochs)})" if len(rs) > 1 else ""
-    print(f"| {method} | {pairs if pairs != '0' else 'all'} | {'yes' if jit == 'true' else 'no'} | {med('steps_s')} | "
+    lists = pairs if pairs != "0" else "all"
+    print(f"| {method} | {lists} | {'yes' if jit == 'true' else 'no'} | {med('steps_s')} | "
           f"{med('refresh_s')} | {med('epoch_s')}{spread} | {med('first_refresh_s')} | "
           f"{med('setup_s')} | {med('peak_rss_gb')} |")
 

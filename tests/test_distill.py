@@ -169,3 +169,17 @@ def test_rrd_lists_are_redrawn_every_epoch_by_seed_and_epoch(tiny):
     lists.append(method.lists["user"].numpy().copy())
   assert not np.array_equal(lists[0], lists[1])
   np.testing.assert_array_equal(lists[0], lists[2])
+
+
+def test_list_pairs_are_shared_among_replicas(tiny, monkeypatch):
+  """Under a strategy of R replicas each replica's batch is 1/R of the global one, and it takes
+  ceil(N / R) of its pairs, so the global step still scores the lists of ~N pairs."""
+  _, method, _ = rrd_setup(tiny, list_pairs=10)
+  x = batch(tiny, method)
+
+  class TwoReplicas:
+    num_replicas_in_sync = 2
+
+  monkeypatch.setattr(tf.distribute, "get_strategy", lambda: TwoReplicas())
+  users, _ = method.batch_rows(x)
+  assert sorted(users.numpy()) == sorted(set(x["user"].numpy()[:5]))
