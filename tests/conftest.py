@@ -43,6 +43,15 @@ def trainer_args(tmp_path, trainer, flags_):
   return args
 
 
+def perm_nll(ordered, tail=()):
+  """NumPy oracle of the relaxed permutation NLL (DCD eq. 1) of one row in float64: the
+  `ordered` scores in order, then the unordered `tail`."""
+  ordered = np.asarray(ordered, np.float64)
+  tail_sum = np.exp(np.asarray(tail, np.float64)).sum()
+  return -sum(ordered[k] - np.log(np.exp(ordered[k:]).sum() + tail_sum)
+              for k in range(len(ordered)))
+
+
 def read_metrics(workdir):
   with open(os.path.join(workdir, "metrics.json")) as f:
     return json.load(f)

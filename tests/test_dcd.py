@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import FixedScores
+from conftest import FixedScores, perm_nll
 from tfkd import models
 from tfkd.distill import DCDConfig, Distiller, RRDConfig, ranks, teacher as teacher_lib
 from tfkd.distill.dcd import DCD
@@ -122,12 +122,6 @@ def test_dcd_training_step_tracks_every_part_and_keeps_teacher(tiny):
   assert logs["ucd_loss"] > 0 and logs["icd_loss"] > 0
   for w, b in zip(teacher.weights, before):
     np.testing.assert_array_equal(w.numpy(), b)
-
-
-def perm_nll(ordered, tail):
-  """NumPy oracle of the relaxed permutation NLL (float64)."""
-  return -sum(ordered[k] - np.log(np.exp(ordered[k:]).sum() + np.exp(tail).sum())
-              for k in range(len(ordered)))
 
 
 def test_dcd_loss_parts_match_numpy_oracle(tiny):

@@ -4,6 +4,7 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
+from conftest import perm_nll
 from tfkd import models
 from tfkd.distill import Distiller, RRDConfig, samplers, teacher as teacher_lib
 from tfkd.distill.rrd import RRD
@@ -81,8 +82,7 @@ def test_rrd_batch_is_ordered_top_items_then_unobserved_tail(tiny):
     assert all((u, i) not in seen and u not in itop[i] for u in row[4:])
   # The loss part equals the relaxed permutation NLL computed by hand.
   scores = distiller.student.score(users, rrd_items).numpy().astype(np.float64)
-  expected = np.mean([-sum(r[k] - np.log(np.exp(r[k:]).sum()) for k in range(5))
-                      for r in scores])
+  expected = np.mean([perm_nll(r[:5], r[5:]) for r in scores])
   got = float(method.loss_parts(distiller.student, x)["rrd_loss"])
   assert got == pytest.approx(method.config.weight * expected, rel=1e-4)
 
@@ -101,8 +101,7 @@ def test_list_pairs_scores_the_lists_of_the_batchs_first_pairs_only(tiny):
       ("rrd_loss", users, method.lists["user"], 5, student.score),
       ("ir_rrd_loss", items, method.lists["item"], 4, student.score_item_users)):
     scores = score_fn(rows, lists.numpy()[rows]).numpy().astype(np.float64)
-    expected = np.mean([-sum(r[j] - np.log(np.exp(r[j:]).sum()) for j in range(k))
-                        for r in scores])
+    expected = np.mean([perm_nll(r[:k], r[k:]) for r in scores])
     weight = method.config.weight if part == "rrd_loss" else method.config.item_weight
     assert parts[part] == pytest.approx(weight * expected, rel=1e-4), part
 
@@ -124,9 +123,7 @@ def test_full_variant_tail_is_every_other_unobserved_item(tiny):
     tail = np.ones(tiny.num_items, bool)
     tail[tiny.train_items[tiny.train_users == u]] = False
     tail[ordered] = False
-    o = s[ordered]
-    expected.append(-sum(o[k] - np.log(np.exp(o[k:]).sum() + np.exp(s[tail]).sum())
-                         for k in range(5)))
+    expected.append(perm_nll(s[ordered], s[tail]))
   assert got == pytest.approx(np.mean(expected), rel=1e-4)
 
 
