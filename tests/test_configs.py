@@ -50,7 +50,7 @@ def test_amusic_cd_include_sets_the_amazon_music_cd_settings(config, monkeypatch
   with flagsaver.flagsaver():
     flags.FLAGS(["prog", f"--flagfile=configs/{config}", "--flagfile=configs/amusic_cd.flags"])
     assert flags.FLAGS.dataset == "amazon-music" and flags.FLAGS.method == "cd"
-    assert flags.FLAGS.cd_sample_ratio == 0.5 and flags.FLAGS.cd_cf_loss == "full"
+    assert flags.FLAGS.cd_sample_size == 50 and flags.FLAGS.cd_cf_loss == "full"
     assert flags.FLAGS.cd_guide == ("teacher" if config == "cd_tg.flags" else "student")
     assert flags.FLAGS.teacher_dir == "workdirs/amusic_cdae_teacher"
     assert flags.FLAGS.teacher_flagfile == "configs/cdae_teacher.flags"
