@@ -11,7 +11,8 @@ from absl.testing import flagsaver
 from conftest import REPO
 from trainers import distill, train  # noqa: F401  (define the flags)
 
-INCLUDES = ("base.flags", "ml100k.flags", "amusic.flags", "amusic_cd.flags")  # included by others
+INCLUDES = ("base.flags", "ml100k.flags", "amusic.flags", "amusic_cd.flags",
+            "amusic_rd.flags")  # included by others
 CONFIGS = sorted(p for p in glob.glob(os.path.join(REPO, "configs", "*.flags"))
                  if os.path.basename(p) not in INCLUDES)
 
@@ -52,6 +53,17 @@ def test_amusic_cd_include_sets_the_amazon_music_cd_settings(config, monkeypatch
     assert flags.FLAGS.dataset == "amazon-music" and flags.FLAGS.method == "cd"
     assert flags.FLAGS.cd_sample_size == 50 and flags.FLAGS.cd_cf_loss == "full"
     assert flags.FLAGS.cd_guide == ("teacher" if config == "cd_tg.flags" else "student")
+    assert flags.FLAGS.teacher_dir == "workdirs/amusic_cdae_teacher"
+    assert flags.FLAGS.teacher_flagfile == "configs/cdae_teacher.flags"
+
+
+def test_amusic_rd_include_sets_the_amazon_music_rd_settings(monkeypatch):
+  monkeypatch.chdir(REPO)
+  with flagsaver.flagsaver():
+    flags.FLAGS(["prog", "--flagfile=configs/rd.flags", "--flagfile=configs/amusic_rd.flags"])
+    assert flags.FLAGS.dataset == "amazon-music" and flags.FLAGS.method == "rd"
+    assert (flags.FLAGS.rd_top, flags.FLAGS.rd_lambda) == (50, 10.0)
+    assert flags.FLAGS.rd_weight == 0.5 and flags.FLAGS.rd_dynamic_start == 10  # rd.flags' own
     assert flags.FLAGS.teacher_dir == "workdirs/amusic_cdae_teacher"
     assert flags.FLAGS.teacher_flagfile == "configs/cdae_teacher.flags"
 
