@@ -3,8 +3,11 @@
   python benchmarks/run_configs.py --configs=configs/bpr_teacher.flags,configs/bpr_student.flags \
       --seeds=0 --root=workdirs/bench
 
-Each (config, seed) runs `python -m trainers.train --flagfile=<config> --seed=<seed>
+Each (config, seed) runs `python -m <trainer> --flagfile=<config> --seed=<seed>
 --workdir=<root>/<config>/seed<seed>` as a subprocess; a run whose metrics.json exists is reused.
+The trainer is trainers.distill for a config that names a distillation method (`--method`, in the
+file, a flagfile it includes or `--extra`) and trainers.train for any other (teachers, plain
+students), so one command can run a student beside its distilled variants; `--trainer` forces one.
 The table shows test metrics as mean +- std over seeds, the final rank discrepancy of distilled
 students (user / item side, mean over seeds), the epochs run, and the wall time. `--compare=a:b`
 (config base names) adds a paired t-test over seeds of a against b on each metric (the seeds both
@@ -12,7 +15,7 @@ have); the test values of the first metric are printed per seed. `--report_only`
 the table and tests cover the finished seeds only (to report a set of runs still under way, or
 stopped).
 
-  python benchmarks/run_configs.py --trainer=trainers.distill \
+  python benchmarks/run_configs.py \
       --configs=configs/rrd.flags,configs/dcd.flags --seeds=0,1,2,3,4 --compare=dcd:rrd \
       --extra=--teacher_dir=workdirs/bpr_teacher
 """
@@ -29,12 +32,38 @@ from absl import app, flags
 flags.DEFINE_list("configs", [], "Flagfiles to run.")
 flags.DEFINE_list("seeds", ["0"], "Seeds.")
 flags.DEFINE_string("root", "workdirs/bench", "Where the work directories go.")
-flags.DEFINE_string("trainer", "trainers.train", "Trainer module.")
+flags.DEFINE_string("trainer", "auto", "Trainer module; 'auto': trainers.distill for a config "
+                    "that names a distillation method (--method, itself or through a --flagfile "
+                    "it or --extra includes), trainers.train for any other.")
 flags.DEFINE_list("metrics", ["H@5", "M@5", "H@10", "M@10"], "Columns of the table.")
 flags.DEFINE_list("extra", [], "Extra flags passed to every run (e.g. --data_dir=...).")
 flags.DEFINE_list("compare", [], "Pairs a:b of config base names: paired t-test of a vs b.")
 flags.DEFINE_bool("report_only", False, "Run nothing; report the seeds whose runs finished.")
 FLAGS = flags.FLAGS
+
+
+def sets_method(flag_lines, seen=frozenset()):
+  """Whether `flag_lines` (a flagfile's lines, or command-line flags) set --method, directly or in
+  a flagfile they include (paths relative to the working directory, as absl reads them)."""
+  for line in flag_lines:
+    line = line.strip()
+    if line.startswith("--method="):
+      return True
+    if line.startswith("--flagfile="):
+      path = line.split("=", 1)[1]
+      if path not in seen:
+        with open(path) as f:
+          if sets_method(f.read().splitlines(), seen | {path}):
+            return True
+  return False
+
+
+def trainer_for(config, extra=()):
+  """The trainer module that runs `config`: --trainer, or for 'auto' the one its method implies."""
+  if FLAGS.trainer != "auto":
+    return FLAGS.trainer
+  distills = sets_method([f"--flagfile={config}", *extra])
+  return "trainers.distill" if distills else "trainers.train"
 
 
 def run_one(config, seed):
@@ -46,7 +75,8 @@ def run_one(config, seed):
   if not os.path.isfile(metrics_path):
     if FLAGS.report_only:
       return None
-    cmd = [sys.executable, "-m", FLAGS.trainer, f"--flagfile={config}", f"--seed={seed}",
+    cmd = [sys.executable, "-m", trainer_for(config, FLAGS.extra), f"--flagfile={config}",
+           f"--seed={seed}",
            f"--workdir={workdir}", *FLAGS.extra]
     print("running:", " ".join(cmd), flush=True)
     start = time.time()

@@ -2,6 +2,7 @@
 and opens with the command that runs it."""
 
 import glob
+import importlib.util
 import os
 
 import pytest
@@ -10,6 +11,11 @@ from absl.testing import flagsaver
 
 from conftest import REPO
 from trainers import distill, train  # noqa: F401  (define the flags)
+
+_spec = importlib.util.spec_from_file_location(
+    "run_configs", os.path.join(REPO, "benchmarks", "run_configs.py"))
+run_configs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run_configs)  # defines its flags (--configs, --trainer, ...)
 
 INCLUDES = ("base.flags", "ml100k.flags", "amusic.flags", "amusic_cd.flags",
             "amusic_rd.flags")  # included by others
@@ -29,10 +35,28 @@ def test_config_parses_and_states_its_command(path, monkeypatch):
     # with trainers.distill, any other (teachers, students, NeuMF's towers) with trainers.train.
     trainer = "trainers.distill" if flags.FLAGS["method"].present else "trainers.train"
     assert f"python -m {trainer} --flagfile={rel}" in text
+    # benchmarks/run_configs.py's automatic choice picks the same trainer.
+    with flagsaver.flagsaver(trainer="auto"):
+      assert run_configs.trainer_for(rel) == trainer
     assert flags.FLAGS.workdir.startswith("workdirs/")
     assert flags.FLAGS.dataset in ("citeulike-derrd", "ml-100k")
     from trainers import common
     common.model_config(flags.FLAGS)  # the model flags fit the model
+
+
+def test_run_configs_picks_distill_for_a_method_in_an_include_or_extra(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / "inner.flags").write_text("--method=cd\n")
+  (tmp_path / "outer.flags").write_text("# --method=rd in a comment is not a flag\n"
+                                        "--flagfile=outer.flags\n--flagfile=inner.flags\n")
+  (tmp_path / "plain.flags").write_text("--model=bpr\n--methodical=1\n")
+  with flagsaver.flagsaver(trainer="auto"):
+    assert run_configs.trainer_for("outer.flags") == "trainers.distill"  # include, self-include
+    assert run_configs.trainer_for("plain.flags") == "trainers.train"
+    assert run_configs.trainer_for("plain.flags", ["--method=rd"]) == "trainers.distill"
+    assert run_configs.trainer_for("plain.flags", ["--flagfile=inner.flags"]) == "trainers.distill"
+  with flagsaver.flagsaver(trainer="trainers.distill"):
+    assert run_configs.trainer_for("plain.flags") == "trainers.distill"
 
 
 @pytest.mark.parametrize("config", ["cdae_teacher.flags", "cd_sg.flags"])
