@@ -42,27 +42,14 @@ flags.DEFINE_bool("report_only", False, "Run nothing; report the seeds whose run
 FLAGS = flags.FLAGS
 
 
-def sets_method(flag_lines, seen=frozenset()):
-  """Whether `flag_lines` (a flagfile's lines, or command-line flags) set --method, directly or in
-  a flagfile they include (paths relative to the working directory, as absl reads them)."""
-  for line in flag_lines:
-    line = line.strip()
-    if line.startswith("--method="):
-      return True
-    if line.startswith("--flagfile="):
-      path = line.split("=", 1)[1]
-      if path not in seen:
-        with open(path) as f:
-          if sets_method(f.read().splitlines(), seen | {path}):
-            return True
-  return False
-
-
 def trainer_for(config, extra=()):
-  """The trainer module that runs `config`: --trainer, or for 'auto' the one its method implies."""
+  """The trainer module that runs `config`: --trainer, or for 'auto' the one its method implies.
+  absl expands the flagfiles (nested includes, comments) as the trainer itself will read them."""
   if FLAGS.trainer != "auto":
     return FLAGS.trainer
-  distills = sets_method([f"--flagfile={config}", *extra])
+  args = flags.FlagValues().read_flags_from_files([f"--flagfile={config}", *extra],
+                                                  force_gnu=True)
+  distills = any(arg.startswith("--method=") for arg in args)
   return "trainers.distill" if distills else "trainers.train"
 
 
@@ -76,8 +63,7 @@ def run_one(config, seed):
     if FLAGS.report_only:
       return None
     cmd = [sys.executable, "-m", trainer_for(config, FLAGS.extra), f"--flagfile={config}",
-           f"--seed={seed}",
-           f"--workdir={workdir}", *FLAGS.extra]
+           f"--seed={seed}", f"--workdir={workdir}", *FLAGS.extra]
     print("running:", " ".join(cmd), flush=True)
     start = time.time()
     subprocess.run(cmd, check=True)
