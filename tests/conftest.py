@@ -1,5 +1,9 @@
+import functools
+import http.server
 import json
 import os
+import threading
+import urllib.parse
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -104,3 +108,43 @@ def assert_scoring_paths(model, every, users, items, item_rows, tol=1e-4):
                              np.take_along_axis(every[users], items, 1), rtol=tol, atol=tol)
   np.testing.assert_allclose(model.score_users(tf.constant(item_rows)).numpy(),
                              every[:, item_rows].T, rtol=tol, atol=tol)
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+  """A loopback HTTP server for `<root>/<host>/<path>`; yields (root, base URL)."""
+  root = tmp_path / "mirror"
+  root.mkdir()
+  handler = functools.partial(_QuietHandler, directory=str(root))
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  base = f"http://127.0.0.1:{server.server_address[1]}"
+  monkeypatch.setenv("TFKD_DATA_MIRROR", base)
+  monkeypatch.delenv("TFKD_DATA_DIR", raising=False)
+  try:
+    yield root, base
+  finally:
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+  def log_message(self, *args):
+    pass
+
+
+def publish(root, url, data: bytes):
+  """Puts `data` where the mirror serves `url`."""
+  parts = urllib.parse.urlsplit(url)
+  path = root / parts.netloc / parts.path.lstrip("/")
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_bytes(data)
+
+
+def publish_derrd(root):
+  """Serves the DE-RRD split's published pickles at the catalog's own URLs."""
+  from tfkd.data import catalog
+  for f in catalog.CATALOG["citeulike-derrd"].files:
+    name = f.url.rsplit("/", 1)[1]
+    publish(root, f.url, open(shared_file(f"citeulike/derrd_pickles/{name}"), "rb").read())

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, shared_file
-from tfkd.data import catalog, load_dataset
+from tfkd.data import catalog, load_dataset, sources
 from tfkd.errors import DataError
 
 
@@ -53,8 +53,8 @@ def _source(tmp_path, text):
 def test_download_verifies_checksum_into_cache(tmp_path, monkeypatch):
   src, md5 = _source(tmp_path, "5 1 2 3 4 5\n")
   monkeypatch.delenv("TFKD_DATA_DIR", raising=False)
-  path, digest = catalog.resolve_file(
-      catalog.SourceFile("x/users.dat", src.as_uri(), md5), data_dir=None)
+  path, digest = sources.resolve_file(
+      sources.SourceFile("x/users.dat", src.as_uri(), md5), data_dir=None)
   assert digest == md5 and open(path).read() == "5 1 2 3 4 5\n"
   assert path.startswith(str(tmp_path / "cache" / "data"))
 
@@ -63,7 +63,7 @@ def test_download_with_wrong_checksum_leaves_nothing(tmp_path, monkeypatch):
   src, _ = _source(tmp_path, "5 1 2 3 4 5\n")
   monkeypatch.delenv("TFKD_DATA_DIR", raising=False)
   with pytest.raises(DataError, match="checksum mismatch"):
-    catalog.resolve_file(catalog.SourceFile("x/users.dat", src.as_uri(), "0" * 32))
+    sources.resolve_file(sources.SourceFile("x/users.dat", src.as_uri(), "0" * 32))
   assert not list((tmp_path / "cache").rglob("*users.dat*"))
 
 
@@ -71,7 +71,7 @@ def test_offline_error_says_where_to_put_the_file(tmp_path, monkeypatch):
   monkeypatch.delenv("TFKD_DATA_DIR", raising=False)
   missing = (tmp_path / "nowhere.dat").as_uri()
   with pytest.raises(DataError) as e:
-    catalog.resolve_file(catalog.SourceFile("x/users.dat", missing, None),
+    sources.resolve_file(sources.SourceFile("x/users.dat", missing, None),
                          data_dir=str(tmp_path / "d"), dataset="x")
   message = str(e.value)
   assert "downloading" in message and os.path.join(str(tmp_path / "d"), "x/users.dat") in message

@@ -1,9 +1,7 @@
 """Named datasets: where their files come from, how they are prepared, and the prepared cache.
 
-Lookup order for a source file `<relpath>`: the `data_dir` argument (the trainers' `--data_dir`),
-then `$TFKD_DATA_DIR`, then `<cache dir>/data` (see `default_cache_dir`). When the file is in none
-of them it is downloaded from its pinned URL into the cache, its md5 verified, and renamed into
-place; offline, the error says where to put the file.
+Every catalog dataset downloads its source files from a commit-pinned URL, md5-checked, unless a
+data directory holds them (`tfkd.data.sources`: lookup order, one place per dataset, mirrors).
 
 Prepared datasets are cached as `.npz` under `<cache dir>/prepared/<name>-<key>.npz`, with the key
 derived from the source files' checksums, the recipe, the split and the candidate settings.
@@ -13,27 +11,17 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import urllib.request
 from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 from absl import logging
 
-from tfkd import io
 from tfkd.data import readers, recipes, splits, synthetic
 from tfkd.data.dataset import Dataset, default_cache_dir, validate
+from tfkd.data.sources import DATA_DIR_ENV, SourceFile, resolve_files
 from tfkd.errors import DataError
 
 CACHE_VERSION = 1
-DATA_DIR_ENV = "TFKD_DATA_DIR"
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceFile:
-  relpath: str
-  url: Optional[str]
-  md5: Optional[str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,18 +70,26 @@ register(DatasetSpec(
     "citeulike", (CITEULIKE_FILE,), "citeulike",
     recipes.Recipe(min_user_interactions=5), split="random", expected=(5219, 25181, 125580),
     description="CiteULike-t users.dat, users with >= 5 items, seeded random leave-one-out"))
+_DERRD = f"{_GITHUB}/SeongKu-Kang/DE-RRD_CIKM20/97b6bf6fa70caecb26f22b539763f476a1843949/" \
+         "Dataset/citeULike/LOO"
 register(DatasetSpec(
     "citeulike-derrd",
-    tuple(SourceFile(f"citeulike/derrd_loo/{s}.tsv", None, None)
-          for s in ("train", "valid", "test")),
+    (SourceFile("citeulike/derrd_loo/train.tsv", f"{_DERRD}/train_mat_0",
+                "8a25a15432a85fa85abd04c2c900951a", "derrd-pairs",
+                "b27b651cf701087aa9c83f408be4c0bb"),
+     SourceFile("citeulike/derrd_loo/valid.tsv", f"{_DERRD}/valid_sample_0",
+                "d5c33e39d65f889223fa5c71fbbef89f", "derrd-heldout",
+                "ea21737454287dcf935e15e9fc81f35a"),
+     SourceFile("citeulike/derrd_loo/test.tsv", f"{_DERRD}/test_sample_0",
+                "886211c52af9fca426409fd547215f9a", "derrd-heldout",
+                "7e2733a9f3ff9cb0bcba963118d8b790")),
     "presplit", split="given", expected=(5219, 25181, 125580),
     description="CiteULike with the exact DE-RRD/DCD leave-one-out split (read as given)"))
 register(DatasetSpec(
     "ml-100k",
-    (SourceFile("ml-100k/u.data",
-                f"{_GITHUB}/Raffaello/scala-spark-movie-demo/"
-                "7af16a4ee23edcd7ce3cd9acc1f8961729bfabc2/ml-100k/u.data",
-                "6e47046882bad158b0efbb84cd5cb987"),),
+    (SourceFile("ml-100k/u.data", "https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+                "6e47046882bad158b0efbb84cd5cb987", "zip:ml-100k/u.data",
+                "0e33842e24a9c977be4e0107933c0723"),),
     "movielens", recipes.Recipe(), split="timestamp", expected=(943, 1682, 100000),
     description="MovieLens-100K u.data, every rating as feedback, leave-last-out by timestamp"))
 register(DatasetSpec(
@@ -126,49 +122,6 @@ def file_spec(path, columns=("user", "item", "rating", "timestamp"), sep=",", he
                      description=f"delimited file {path}")
 
 
-
-
-def search_dirs(data_dir=None):
-  dirs = [data_dir, os.environ.get(DATA_DIR_ENV), os.path.join(default_cache_dir(), "data")]
-  return [d for d in dirs if d]
-
-
-def resolve_file(source: SourceFile, data_dir=None, dataset="") -> Tuple[str, str]:
-  """Finds (or downloads) a source file; returns (path, md5)."""
-  dirs = search_dirs(data_dir)
-  for d in dirs:
-    path = os.path.join(d, source.relpath)
-    if os.path.isfile(path):
-      digest = io.md5_file(path)
-      if source.md5 and digest != source.md5:
-        logging.warning("%s: md5 %s differs from the catalog's %s; results will not match "
-                        "the published copy", path, digest, source.md5)
-      return path, digest
-  target = os.path.join(dirs[-1], source.relpath)
-  where = data_dir or dirs[0]
-  if not source.url:
-    raise DataError(
-        f"dataset {dataset!r}: {source.relpath} not found in {', '.join(dirs)} and it has no "
-        f"download source; put the file at {os.path.join(where, source.relpath)}")
-  try:
-    download(source.url, target, source.md5)
-  except (OSError, DataError) as e:
-    raise DataError(
-        f"dataset {dataset!r}: {source.relpath} not found in {', '.join(dirs)} and downloading "
-        f"{source.url} failed ({e}); put the file at {os.path.join(where, source.relpath)}"
-    ) from None
-  return target, source.md5 or io.md5_file(target)
-
-
-def download(url, target, md5=None, timeout=60):
-  """Downloads `url` to `target` atomically, refusing it when the md5 differs."""
-  with io.atomic_path(target) as tmp:
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
-      shutil.copyfileobj(response, f)
-    digest = io.md5_file(tmp)
-    if md5 and digest != md5:
-      raise DataError(f"checksum mismatch: got md5 {digest}, expected {md5}")
-  logging.info("downloaded %s to %s", url, target)
 
 
 _READERS: Dict[str, Callable] = {
@@ -212,11 +165,7 @@ def load_dataset(name, data_dir=None, split_seed=0, num_candidates=499, split=No
       spec = dataclasses.replace(spec, recipe=recipe)
     if split is not None and spec.split != "given":
       spec = dataclasses.replace(spec, split=split)
-    paths, digests = [], {}
-    for f in spec.files:
-      path, digest = resolve_file(f, data_dir, name)
-      paths.append(path)
-      digests[f.relpath] = digest
+    paths, digests = resolve_files(spec.files, data_dir, name)
   else:
     raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(names())}")
 
