@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
 from typing import Optional, Sequence
 
@@ -60,7 +61,7 @@ class TrainConfig:
   eval_batch_size: int = 1024
   steps_per_execution: int = 32
   jit_compile: bool = False  # XLA-compile the training step (`tfkd.xla`; BPR, RRD, DCD)
-  verbose: int = 0
+  verbose: int = 1  # 0: a line per validation; 1: Keras's progress bar; 2: a line per epoch
   deterministic: bool = False  # TF op determinism: the same seed gives the same run, bit for bit
   strategy: str = "default"  # tf.distribute strategy: default, mirrored, multi_worker
   logical_cpus: int = 0  # split the CPU into this many devices (mirrored on a CPU-only host)
@@ -158,6 +159,47 @@ class ValidationCallback(keras.callbacks.Callback):
     if self.best_weights is not None:
       for variable, value in zip(self._weights(), self.best_weights):
         variable.assign(value)
+
+
+def console_verbosity(verbose):
+  """Keras's `verbose`: a progress bar (1) only on a terminal; a line per epoch (2) in a log."""
+  return 2 if verbose == 1 and not sys.stdout.isatty() else verbose
+
+
+class ProgressBar(keras.callbacks.ProgbarLogger):
+  """Keras's progress bar, its step count capped at the epoch's steps: with
+  `steps_per_execution` > 1 Keras reports the last step a call could have run, past the end."""
+
+  def on_train_batch_end(self, batch, logs=None):
+    super().on_train_batch_end(batch if self.target is None else min(batch, self.target - 1),
+                               logs)
+
+
+class EtaCallback(keras.callbacks.Callback):
+  """After the first epoch a run completes, logs its time and the most the epoch cap can take,
+  so a long run states its expected length once it can be measured."""
+
+  def __init__(self, epochs):
+    super().__init__()
+    self.epochs, self.start = epochs, None
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if self.start is None:
+      self.start = (epoch, time.time())
+
+  def on_epoch_end(self, epoch, logs=None):
+    if self.start is None or epoch != self.start[0]:
+      return
+    seconds = time.time() - self.start[1]
+    left = self.epochs - epoch - 1
+    logging.info("epoch %d took %.1f s: at most %s more for the %d epochs left (early stopping "
+                 "usually ends sooner)", epoch + 1, seconds, _duration(seconds * left), left)
+
+
+def _duration(seconds):
+  minutes = seconds / 60
+  return f"{seconds:.0f} s" if minutes < 1 else (
+      f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h")
 
 
 def save_model(model, name, dataset, workdir):
@@ -290,13 +332,20 @@ def fit_evaluate_save(config, dataset, fit_model, student, strategy, method=None
       options = tf.data.Options()
       options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
       train_data = train_data.with_options(options)
-    callbacks = [*(method.callbacks() if method is not None else []),
+    method_callbacks = list(fit_model.method_callbacks) if method is not None else []
+    refreshes = [c for c in method_callbacks if hasattr(c, "writer")]
+    if refreshes:  # what the refreshes measure (DCD's rank discrepancy) goes to logs/distill
+      refresh_writer = tf.summary.create_file_writer(os.path.join(logdir, "distill"))
+      for callback in refreshes:
+        callback.writer = refresh_writer
+    # Keras's progress bar first: it ends its epoch line before the validation line is logged.
+    callbacks = [*([ProgressBar()] if config.verbose else []), *method_callbacks,
                  keras.callbacks.TensorBoard(logdir, write_graph=False, profile_batch=0),
-                 validation, keras.callbacks.TerminateOnNaN(),
+                 validation, EtaCallback(config.epochs), keras.callbacks.TerminateOnNaN(),
                  resume.CheckpointCallback(checkpoint, state, lambda: time.time() - start)]
     history = fit_model.fit(
         train_data, epochs=config.epochs, initial_epoch=state.epoch, callbacks=callbacks,
-        verbose=config.verbose, shuffle=False)  # the pipeline shuffles
+        verbose=console_verbosity(config.verbose), shuffle=False)  # the pipeline shuffles
     losses = history.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
       kept = (f"; the last good checkpoint (epoch {state.epoch}) is kept in {checkpoint.path}"

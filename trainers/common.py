@@ -1,6 +1,7 @@
 """Flags every trainer understands, and the one-line error handling of the entry points."""
 
 import contextlib
+import logging as std_logging
 import os
 import sys
 
@@ -8,7 +9,7 @@ from absl import app, flags, logging
 
 import dataclasses
 
-from tfkd import io, models, optimizers, training
+from tfkd import io, models, optimizers, plan, training
 from tfkd.data import catalog, recipes
 from tfkd.errors import TfkdError
 
@@ -23,7 +24,11 @@ def define_common_flags(fv=FLAGS):
   if "dataset" in fv:
     return
   d = dict(flag_values=fv)
-  flags.DEFINE_enum("dataset", "citeulike-derrd", catalog.names(), "Catalog dataset.", **d)
+  flags.DEFINE_enum("dataset", "citeulike-derrd", catalog.names(), "Dataset: "
+                    + "; ".join(f"{name}, {spec.description}" for name, spec in
+                                sorted(catalog.CATALOG.items()))
+                    + " (each downloaded from a pinned URL, md5-checked, on first use); "
+                    "synthetic, generated; file, --data_file.", **d)
   flags.DEFINE_string("data_dir", None, "First directory searched for source data files "
                       f"(then ${catalog.DATA_DIR_ENV}, then the tfkd cache).", **d)
   flags.DEFINE_string("data_file", None, "With --dataset=file: the delimited file to read.", **d)
@@ -73,7 +78,9 @@ def define_common_flags(fv=FLAGS):
   flags.DEFINE_bool("jit_compile", False, "XLA-compile each training step (forward, loss, "
                     "gradients, update): faster on CPU for BPR students and RRD / DCD; other "
                     "models and methods are refused.", **d)
-  flags.DEFINE_integer("verbose", 0, "Keras progress output (0, 1 or 2).", **d)
+  flags.DEFINE_integer("verbose", 1, "Console output: 0, a line per validation; 1, also "
+                       "Keras's progress bar per epoch (loss parts, ETA); 2, a line per epoch "
+                       "instead of the bar.", lower_bound=0, upper_bound=2, **d)
   flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                     "tf.distribute strategy: one device, every device of this host, or the "
                     "workers of TF_CONFIG.", **d)
@@ -81,6 +88,8 @@ def define_common_flags(fv=FLAGS):
                        "--strategy=mirrored on a CPU-only host).", lower_bound=0, **d)
   flags.DEFINE_bool("deterministic", False, "TensorFlow op determinism: the same seed gives "
                     "identical metrics (slower on some ops).", **d)
+  flags.DEFINE_bool("dry_run", False, "Print the plan, prepare the data (downloading what is "
+                    "missing) and stop before any training.", **d)
   flags.mark_flag_as_required("workdir", flag_values=fv)
 
 
@@ -239,14 +248,34 @@ def write_flags(workdir):
   io.write_text(os.path.join(workdir, "flags.txt"), "\n".join(sorted(set(lines))) + "\n")
 
 
+class _ConsoleFormatter(std_logging.Formatter):
+  """'HH:MM:SS message' for INFO, with the level named above it ('HH:MM:SS warning: ...')."""
+
+  def format(self, record):
+    level = "" if record.levelno <= std_logging.INFO else f"{record.levelname.lower()}: "
+    return f"{self.formatTime(record, '%H:%M:%S')} {level}{record.getMessage()}"
+
+
+def console_logging():
+  """Log lines as a user reads them: time and message, not absl's file:line prefix (absl's
+  --log_dir and --logtostderr keep their meaning)."""
+  logging.get_absl_handler().setFormatter(_ConsoleFormatter())
+
+
 def run(argv, make_config, job):
   """The body of every entry point: config from flags, workdir checked, resolved flags written,
   `job(config)` run, test metrics printed; a TfkdError becomes one line and exit status 1."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  console_logging()
   with one_line_errors():
     config = make_config()
     config.validate()
+    print(plan.describe(config), flush=True)
+    if FLAGS.dry_run:
+      print(training.config_dataset(config).summary())
+      print("dry run: data prepared, nothing trained")
+      return None
     training.prepare_workdir(config.workdir)
     write_flags(config.workdir)
     metrics = job(config)

@@ -73,8 +73,8 @@ def epoch_batches(num_examples, batch_size, seed, make_epoch, first_epoch=None):
     variable counts the iterations). A run resumed at epoch k sees exactly the batches the
     uninterrupted run saw from epoch k on; the trainers use this mode.
   Shuffling and sampling are vectorised ops over the whole epoch, run once at its start; a batch
-  is then a slice. (Drawing each batch's negatives in its own `map` call cost ~2.5 ms per batch
-  of tf.data and rejection-loop overhead on this CPU, about as much as a BPR student's step.)
+  is then a slice. (Drawing each batch's negatives in its own `map` call cost about as much as a
+  BPR student's step: docs/speed.md.)
 
   Args:
     make_epoch: (example indices int32 [num_examples] in this epoch's order, epoch seed int64
@@ -110,7 +110,11 @@ def epoch_batches(num_examples, batch_size, seed, make_epoch, first_epoch=None):
       return tf.random.stateless_uniform([], seed=key, minval=None, maxval=None, dtype=tf.int64)
 
     seeds = tf.data.Dataset.from_tensors(0).map(epoch_seed)
-  return seeds.flat_map(epoch).prefetch(tf.data.AUTOTUNE)
+  # flat_map hides the epoch's length from tf.data; stating it lets Keras size its progress bar
+  # and end the epoch on the count instead of on an exhausted iterator (its "input ran out of
+  # data" warning).
+  return (seeds.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(batches))
+          .prefetch(tf.data.AUTOTUNE))
 
 
 def pairwise(dataset, batch_size, num_negatives=1, seed=0, extra=None, first_epoch=None):

@@ -169,6 +169,7 @@ class CD(base.Method):
     self.draws.append({"epoch": epoch, "seconds": round(time.time() - start, 3)})
     logging.info("cd (%s guide) drew its samples at epoch %d in %.2f s", c.guide, epoch,
                  self.draws[-1]["seconds"])
+    return {"cd/draw_seconds": self.draws[-1]["seconds"]}
 
   def forward(self, student, x):
     if self.config.kd_pass == "clean":

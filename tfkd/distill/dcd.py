@@ -215,6 +215,8 @@ class DCD(base.Method):
     return names
 
   def refresh(self, epoch):
+    """Recomputes both sides' correction lists from the student's current ranks; returns the
+    mean rank discrepancy of each side and the refresh's seconds (TensorBoard scalars)."""
     start, record = time.time(), {"epoch": epoch}
     for side in (self.user_side, self.item_side):
       if side is not None:
@@ -222,7 +224,11 @@ class DCD(base.Method):
                                                           self.config.seed * 1000 + epoch)
     record["refresh_seconds"] = round(time.time() - start, 3)
     self.refreshes.append(record)
-    logging.info("dcd refresh at epoch %d: %s", epoch, record)
+    logging.info("dcd refresh at epoch %d: rank discrepancy %s (%.2f s)", epoch,
+                 ", ".join(f"{k.split('_')[0]} side {v:.1f}" for k, v in record.items()
+                           if k.endswith("_discrepancy")) or "not computed",
+                 record["refresh_seconds"])
+    return {f"dcd/{k}": v for k, v in record.items() if k != "epoch"}
 
   def loss_parts(self, student, x, y_pred=None):
     """RRD's parts plus UCD / ICD. The correction lists are read from the refreshed variables
