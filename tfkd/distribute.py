@@ -115,7 +115,8 @@ def worker_workdir(strategy, workdir):
 
 class FitModel(keras.Model):
   """The Keras model the trainers fit (every `Recommender`, the `Distiller`): Keras' TF trainer
-  with two changes its private hooks need under a strategy.
+  with two changes its private hooks need under a strategy, and `fit` not asking Keras to
+  shuffle (the pipelines do; Keras would only warn).
 
   - `_maybe_symbolic_build`: under any strategy Keras peeks one batch off the training iterator
     and all-reduces it (MEAN) to build the model symbolically, even when everything is built.
@@ -126,6 +127,10 @@ class FitModel(keras.Model):
     reduces them with `strategy.reduce("MEAN", v, axis=0)`, which needs an axis 0 (the result
     is a scalar again).
   """
+
+  def fit(self, *args, shuffle=False, **kwargs):
+    # tfkd's pipelines shuffle each epoch themselves; Keras's default (True) only warns on tf.data.
+    return super().fit(*args, shuffle=shuffle, **kwargs)
 
   def _maybe_symbolic_build(self, iterator=None, data_batch=None):
     if not (self.built and self.optimizer is not None and self.optimizer.built):

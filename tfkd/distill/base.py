@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from tfkd import distribute
+from tfkd.distill import teacher as teacher_lib
 from tfkd.errors import ConfigError
 
 METHODS = {}
@@ -94,7 +95,14 @@ class Method:
 
 class EpochCallback(keras.callbacks.Callback):
   """Calls `fn(epoch)` at the start of every `every`-th epoch (0, every, 2 every, ...): how
-  methods redraw or refresh sampler state before the steps that read it."""
+  methods redraw or refresh sampler state before the steps that read it.
+
+  When `fn` returns {name: number} (what the refresh measured) and `writer` is set (the trainers
+  set `<workdir>/logs/distill`), each is written as a TensorBoard scalar at step `epoch` (the
+  epochs completed).
+  """
+
+  writer = None
 
   def __init__(self, fn, every=1):
     super().__init__()
@@ -104,17 +112,50 @@ class EpochCallback(keras.callbacks.Callback):
 
   def on_epoch_begin(self, epoch, logs=None):
     if epoch % self.every == 0:
-      self.fn(epoch)
+      scalars = self.fn(epoch)
+      if isinstance(scalars, dict) and self.writer is not None:
+        with self.writer.as_default(step=epoch):
+          for name, value in scalars.items():
+            tf.summary.scalar(name, value)
+        self.writer.flush()
 
 
 class Distiller(distribute.FitModel):
-  """Student + frozen teacher + method: trains the student on its loss plus the method's parts."""
+  """Student + frozen teacher + method: trains the student on its loss plus the method's parts.
 
-  def __init__(self, student, teacher, method, **kwargs):
+  With `dataset`, the method is set up here: the teacher's rankings are computed (or taken from
+  `knowledge`, as `teacher.load_or_compute` caches them) and the loss parts declared, so
+  `Distiller(student, teacher, method, dataset=data)` is ready to `compile` and `fit`. Without
+  it the caller runs `method.setup(...)` and `declare_parts()` (the trainers do, under their
+  distribution strategy).
+
+  `fit` adds the method's callbacks (`method_callbacks`: its samplers' redraws and refreshes) to
+  those the caller passes, unless the caller passed them.
+  """
+
+  def __init__(self, student, teacher, method, dataset=None, knowledge=None, **kwargs):
     super().__init__(**kwargs)
     self.student, self.teacher, self.method = student, teacher, method
     self.teacher.trainable = False
     self.trackers = {}
+    self._method_callbacks = None
+    if dataset is not None:
+      if knowledge is None:
+        knowledge = teacher_lib.compute(teacher, dataset, method.user_k, method.item_k)
+      method.setup(dataset, student, teacher, knowledge)
+      self.declare_parts()
+
+  @property
+  def method_callbacks(self):
+    """The method's callbacks, made once (so `fit` can tell whether the caller passed them)."""
+    if self._method_callbacks is None:
+      self._method_callbacks = tuple(self.method.callbacks())
+    return self._method_callbacks
+
+  def fit(self, *args, callbacks=None, **kwargs):
+    given = list(callbacks or [])
+    missing = [c for c in self.method_callbacks if not any(c is g for g in given)]
+    return super().fit(*args, callbacks=[*missing, *given], **kwargs)
 
   def call(self, inputs, training=False):
     if training:

@@ -45,6 +45,13 @@ def _check_k(k, size, what, unit):
     raise ConfigError(f"{what}={k} must be between 1 and the catalog's {size} {unit}")
 
 
+def compute(teacher, dataset, user_k, item_k, chunk_size=1024):
+  """{"user_topk": [U, user_k], "item_topk": [I, item_k] or None (item_k=0)}: the rankings a
+  method reads (its `user_k` / `item_k`)."""
+  return {"user_topk": user_topk(teacher, dataset, user_k, chunk_size),
+          "item_topk": item_topk(teacher, dataset, item_k, chunk_size) if item_k else None}
+
+
 def load_or_compute(teacher, teacher_dir, weights_path, dataset, user_k, item_k, chunk_size=1024):
   """Returns {"user_topk": [U, user_k], "item_topk": [I, item_k] or None}, cached in teacher_dir.
 
@@ -58,8 +65,10 @@ def load_or_compute(teacher, teacher_dir, weights_path, dataset, user_k, item_k,
     with np.load(path) as z:
       if json.loads(str(z["meta"])) == meta:
         return {"user_topk": z["user_topk"], "item_topk": z["item_topk"] if item_k else None}
-  user = user_topk(teacher, dataset, user_k, chunk_size)
-  item = item_topk(teacher, dataset, item_k, chunk_size) if item_k else np.zeros((0, 0), np.int32)
+  knowledge = compute(teacher, dataset, user_k, item_k, chunk_size)
+  item = knowledge["item_topk"]
   with io.atomic_path(path) as tmp:
-    np.savez(tmp, user_topk=user, item_topk=item, meta=json.dumps(meta, sort_keys=True))
-  return {"user_topk": user, "item_topk": item if item_k else None}
+    np.savez(tmp, user_topk=knowledge["user_topk"],
+             item_topk=np.zeros((0, 0), np.int32) if item is None else item,
+             meta=json.dumps(meta, sort_keys=True))
+  return knowledge
