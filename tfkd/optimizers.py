@@ -1,16 +1,15 @@
 """Optimizers. `Adam`: Keras 3's Adam whose dense updates run TensorFlow's fused kernel;
 `LazyAdam`: the same, and its sparse (embedding) gradients update only the rows present.
 
-Keras 3's Adam updates a dense gradient in six element-wise passes (1.16 ms per step for a dim-20
-BPR on CiteULike, 600k parameters, on this 2-core CPU); `ResourceApplyAdam`, the kernel of TF's
-own Adam, does it in one multi-threaded pass (0.48 ms) with the same formula:
+Keras 3's Adam updates a dense gradient in six element-wise passes; `ResourceApplyAdam`, the
+kernel of TF's own Adam, does it in one multi-threaded pass with the same formula (timings:
+docs/speed.md, "Optimizer timings"):
 m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
 w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps).
 
 Keras 3's Adam turns an embedding's `IndexedSlices` gradient into a dense update, so every step
 reads and writes the whole table and both moment tables: for a dim-200 BPR on CiteULike that is
-6M parameters per step, 10.3 s per epoch on this 2-core CPU (4.3 s with LazyAdam, measured with
-another training job on the other core). `LazyAdam` (the semantics of
+6M parameters per step. `LazyAdam` (the semantics of
 TF-Addons' LazyAdam) updates the moments and the weights of the batch's rows only; rows absent
 from a batch keep their moments unchanged instead of decaying. Dense gradients get plain Adam.
 """

@@ -1,10 +1,10 @@
 """XLA-compiled training steps (`--jit_compile`).
 
 Keras compiles the whole training step (forward, loss, gradients, optimizer update) into one XLA
-computation when a model is compiled with `jit_compile=True`. On this 2-core CPU that fuses the
-many small ops of a BPR student's step and of RRD's / DCD's list losses (see the README's speed
-section). XLA needs static shapes, so the few ops whose output size depends on the data have a
-second form, taken while XLA traces (`in_xla()`):
+computation when a model is compiled with `jit_compile=True`, fusing the many small ops of a BPR
+student's step and of RRD's / DCD's list losses (timings: docs/speed.md). XLA needs static
+shapes, so the few ops whose output size depends on the data have a second form, taken while XLA
+traces (`in_xla()`):
 
 - a batch's distinct users (items) for the list losses: `tf.unique` gives each once; under XLA
   every row of the batch is kept, sorted, and the repeats weigh 0 (`tfkd.models.ops.distinct`);

@@ -3,8 +3,8 @@
 rank(q) = number of entries in the row that score strictly higher than q (0 = first), exact. The
 reference code argsorts every row twice (a sort plus the inverse permutation, with indices); here
 each row's values are sorted once, without indices, by NumPy's SIMD sort, and the P queries are
-found in it by binary search: 10x faster than placing every entry among the sorted queries with
-`tf.searchsorted`, the O(I log P) alternative, on this CPU.
+found in it by binary search: faster than placing every entry among the sorted queries with
+`tf.searchsorted`, the O(I log P) alternative (timings: docs/speed.md).
 
 Rows are users (columns: items) on the user side and items (columns: users) on the item side;
 `SideScorer` hides the difference and masks each row's observed columns with -inf.
@@ -54,8 +54,8 @@ def _top_columns(scores, ascending, k):
     tied = take[tied_rows] & (scores[tied_rows] == kth[tied_rows])
     from_end = np.cumsum(tied[:, ::-1], axis=1)[:, ::-1]
     take[tied_rows] &= ~(tied & (from_end <= (counts[tied_rows] - k)[:, None]))
-  # Column order within each row; the flat indices modulo the row length are ~4x faster than
-  # np.nonzero's two index arrays (333 x 25,181: 4 ms against 16).
+  # Column order within each row, from the flat indices modulo the row length: one index array
+  # instead of np.nonzero's two (faster, docs/speed.md).
   cols = (np.flatnonzero(take) % n).reshape(-1, k).astype(np.int32)
   order = _descending_block(np.take_along_axis(scores, cols, axis=1))  # stable: ties by column
   return np.take_along_axis(cols, order, axis=1)
@@ -64,9 +64,9 @@ def _top_columns(scores, ascending, k):
 def ranks_and_top(scores, queries, k):
   """`ranks_of(scores, queries)` and each row's top k columns (`tf.math.top_k(scores, k)`'s
   indices: best first, ties by column) from the same sort of each row: int32 [B, P], [B, k].
-  DCD's union refresh needs both; reading the top k off the sort costs ~0.01 s per 1024 x 25,181
-  chunk against ~0.3 s for `tf.math.top_k` (k = 500) on this CPU. Masked (-inf) entries come
-  last; rows must hold no NaN."""
+  DCD's union refresh needs both; reading the top k off the sort costs a small part of a
+  separate `tf.math.top_k` (docs/speed.md). Masked (-inf) entries come last; rows must hold no
+  NaN."""
   scores = np.asarray(scores)
   queries = np.asarray(queries)
   if not 0 < k <= scores.shape[1]:
@@ -79,9 +79,8 @@ def ranks_and_top(scores, queries, k):
 def ranks_of(scores, queries):
   """scores [B, N] (masked entries -inf), queries int [B, P] column ids -> int32 [B, P] ranks.
 
-  Each row is sorted once (NumPy's SIMD sort: 0.15 s for 1024 x 25,181 on one core of this CPU,
-  against 1.4 s for `tf.searchsorted` of every entry among the sorted queries) and the queries
-  are located in it by binary search; blocks of rows are sorted on parallel threads.
+  Each row is sorted once (NumPy's SIMD sort, values only) and the queries are located in it by
+  binary search; blocks of rows are sorted on parallel threads.
   """
   scores = np.asarray(scores)
   queries = np.asarray(queries)

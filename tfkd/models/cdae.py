@@ -23,11 +23,11 @@ from tfkd.models import ops
 from tfkd.models.base import Recommender
 
 # How a batch's (corrupted) rows meet W. Sparse: a sparse [B, num_items] x dense product, whose
-# forward and gradient into W cost ~10 ns per (row entry x dim) on this 2-core CPU; dense: the
-# rows scattered into a dense [B, num_items] matrix and one matmul, ~(10 + 0.24 dim) ns per cell
-# (measured on ML-100K training steps, 6.3% of cells filled: dim 10, 12 ms dense vs 6 ms sparse
-# per step; dim 100, 30 ms vs 50 ms). Dense is used when that estimate makes it cheaper, i.e.
-# when density x dim > 1 + 0.024 dim, and users x items stays small.
+# forward and gradient into W cost a constant per (row entry x dim); dense: the rows scattered
+# into a dense [B, num_items] matrix and one matmul, whose cost per cell grows with dim. With the
+# two constants measured on ML-100K steps (docs/speed.md, "Measurements behind choices in the
+# code"), dense is the cheaper when density x dim > 1 + 0.024 dim; it is used then, as long as
+# users x items stays small.
 DENSE_INPUT_MAX_CELLS = 1 << 26
 
 

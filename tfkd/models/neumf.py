@@ -13,7 +13,7 @@ Full ranking. The first MLP layer splits: W [p'_u ; q'_i] + b = (W_u p'_u) + (W_
 both parts are computed once per user and once per item (two matmuls), the GMF part is one matmul,
 and only relu(a_u + c_i) and the later layers run per (user, item) pair. That part runs over
 chunks of users, compiled by XLA so the [users, items, hidden] tensor is never materialised
-(CiteULike teacher, all users: ~15-20 s instead of ~170 s with plain ops on this 2-core CPU).
+(about 10x faster than the same chunks in plain ops: docs/speed.md).
 `portable = True` (set by `tfkd.serving` while exporting) uses plain ops only, since TF-Serving
 runs XLA-compiled functions only behind an experimental flag.
 

@@ -9,12 +9,11 @@ the batch, value) pairs.
 `gather_dot(rows, table, cols)`: out[b, n] = <rows[b], table[cols[b, n]]>, the scores of many
 columns per row (a distillation list: 80-160 items for each of ~900 users of a batch). Autodiff of
 `einsum(rows, gather(table, cols))` sends the table's gradient as `IndexedSlices` that the
-optimizer scatters row by row (`UnsortedSegmentSum`: 4.6 ms for 72,000 x 20 on this 2-core CPU);
-here the table's gradient is one sparse x dense product (the [columns x rows] matrix of upstream
-gradients times `rows`, 1.3 ms), dense in shape. Forward + backward: 2.7 ms instead of 6.5-7.7 ms.
-Use it for long lists only: short lists (a BPR triple) keep the sparse gradient, so LazyAdam can
-update only the batch's rows. Under XLA (`tfkd.xla`), which has no sparse ops, the same dense
-gradient is one scatter-add.
+optimizer scatters row by row (`UnsortedSegmentSum`); here the table's gradient is one sparse x
+dense product (the [columns x rows] matrix of upstream gradients times `rows`), dense in shape:
+forward + backward about 2.5x faster (docs/speed.md). Use it for long lists only: short lists (a
+BPR triple) keep the sparse gradient, so LazyAdam can update only the batch's rows. Under XLA
+(`tfkd.xla`), which has no sparse ops, the same dense gradient is one scatter-add.
 
 `distinct(rows)` and `first_of_run(rows)`: a batch's distinct users (items), each listed once, or
 under XLA (static shapes) all of them sorted with their repeats weighted 0.
@@ -29,9 +28,9 @@ LONG_LIST = 16  # columns per row from which `gather_dot` pays off
 
 def row_dot(rows, cols):
   """rows [B, D], cols [B, N, D] -> [B, N]: <rows[b], cols[b, n]>. For short lists (a BPR triple)
-  a broadcast product and a sum, 2x faster forward and backward than `einsum("bd,bnd->bn")`,
-  which runs as a batched matmul of [N, D] x [D, 1] blocks (0.15 vs 0.32 ms for 1024 x 2 x 20);
-  long lists keep the einsum (1.2 vs 1.8 ms for 900 x 80 x 20)."""
+  a broadcast product and a sum, faster forward and backward than `einsum("bd,bnd->bn")`, which
+  runs as a batched matmul of [N, D] x [D, 1] blocks; long lists keep the einsum, faster there
+  (timings: docs/speed.md)."""
   if is_long(cols[..., 0]):
     return tf.einsum("bd,bnd->bn", rows, cols)
   return tf.reduce_sum(rows[:, None, :] * cols, axis=-1)
