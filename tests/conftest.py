@@ -14,6 +14,11 @@ from absl import flags
 # Entry points define flags at import; pytest never parses a command line.
 flags.FLAGS.mark_as_parsed()
 
+# docs/extending.md's worked examples, registered before any entry point defines its flags: the
+# tests over every model and every method run them too.
+import examples.squared_mf  # noqa: E402,F401
+import examples.top1_hint  # noqa: E402,F401
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.environ.get("TFKD_DATA_DIR") or os.path.join(REPO, "..", "shared", "data")
 

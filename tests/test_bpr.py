@@ -26,14 +26,14 @@ def test_scores_match_numpy_oracle_and_each_other():
   # score_users: BPR's matrix product against the base class's generic path through score().
   some_items = np.array([6, 0, 2])
   np.testing.assert_allclose(m.score_users(some_items).numpy(), q[some_items] @ p.T, atol=1e-6)
-  generic = models.base.Recommender.score_users(m, tf.constant(some_items))
+  generic = models.lists.ListScoring.score_users(m, tf.constant(some_items))
   np.testing.assert_allclose(generic.numpy(), q[some_items] @ p.T, atol=1e-6)
   # score_item_users: S(users[b, n], items[b]), BPR's override and the generic path.
   pair_users = np.array([[0, 4], [3, 3], [1, 2]])
   expected_t = np.einsum("bd,bnd->bn", q[some_items], p[pair_users])
   np.testing.assert_allclose(m.score_item_users(some_items, pair_users).numpy(), expected_t,
                              atol=1e-6)
-  generic_t = models.base.Recommender.score_item_users(m, some_items, pair_users)
+  generic_t = models.lists.ListScoring.score_item_users(m, some_items, pair_users)
   np.testing.assert_allclose(generic_t.numpy(), expected_t, atol=1e-6)
 
 

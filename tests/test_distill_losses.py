@@ -117,3 +117,39 @@ def test_extreme_spreads_stay_finite():
     loss = losses_impl.relaxed_permutation_nll(ordered, tail)
   assert np.isfinite(loss.numpy()).all()
   assert np.isfinite(tape.gradient(loss, ordered).numpy()).all()
+
+
+@pytest.mark.parametrize("method_name, config, loss_class, part", [
+    ("rrd", dict(top=30, num_interesting=5, num_uninteresting=6, item_top=20,
+                 item_num_interesting=4, item_num_uninteresting=5, item_weight=1e-2),
+     "RelaxedPermutationLoss", "ir_rrd_loss"),
+    ("rrd", dict(variant="full", top=30, num_interesting=5), "RelaxedPermutationLoss",
+     "rrd_loss"),
+    ("dcd", dict(top=30, item_top=20, num_under=4, num_over=4, item_num_under=4,
+                 item_num_over=4, user_weight=1e-2, item_weight=1e-2),
+     "RelaxedPermutationLoss", "ucd_loss"),
+    ("rd", dict(top=5), "WeightedLogSigmoid", "rd_loss"),
+    ("cd", dict(sample_size=5), "SoftTargetBCE", "cd_loss"),
+])
+def test_training_computes_each_term_through_its_keras_loss(tiny, monkeypatch, method_name,
+                                                             config, loss_class, part):
+  """Training steps call the Keras Loss classes of `tfkd.distill.losses` (the math stays in
+  `losses_impl`): a loss whose output is doubled doubles the part, so a bypass fails here."""
+  from tfkd import distill, models
+  keras.utils.set_random_seed(0)
+  teacher = models.build("bpr", tiny.num_users, tiny.num_items, dim=16, init_stddev=0.3)
+  student = models.build("bpr", tiny.num_users, tiny.num_items, dim=4, init_stddev=0.3)
+  cls = distill.METHODS[method_name]
+  if method_name == "dcd":
+    config = dict(config, rrd=distill.RRDConfig(top=30, num_interesting=5, num_uninteresting=6))
+  method = cls(cls.config_class(**config))
+  distiller = distill.Distiller(student, teacher, method, dataset=tiny)
+  for callback in distiller.method_callbacks:
+    callback.on_epoch_begin(0)
+  x = next(iter(student.make_train_dataset(tiny, 64, seed=0)))
+  plain = float(method.loss_parts(student, x)[part])
+  original = getattr(losses, loss_class).call
+  monkeypatch.setattr(getattr(losses, loss_class), "call",
+                      lambda self, y_true, y_pred: 2.0 * original(self, y_true, y_pred))
+  assert float(method.loss_parts(student, x)[part]) == pytest.approx(2.0 * plain, rel=1e-6)
+  assert plain > 0

@@ -15,10 +15,11 @@ from absl.testing import flagsaver
 
 from conftest import REPO, FixedScores, subprocess_env, teacher_flagfile
 from tfkd import models
-from tfkd.distill import CDConfig, RDConfig, losses, losses_impl, samplers
+from tfkd.distill import CDConfig, Forward, RDConfig, losses, losses_impl, samplers
 from tfkd.distill import teacher as teacher_lib
 from tfkd.distill.cd import CD
 from tfkd.distill.rd import RD, estimated_ranks
+from tfkd.models import lists as model_lists
 from tfkd.models.base import selective_log_loss
 from trainers import distill
 
@@ -162,7 +163,7 @@ def test_rd_loss_parts_match_numpy(tiny):
   # The student's own loss enters with weight 1 - 0.3.
   y_pred = student(x)
   np.testing.assert_allclose(
-      float(method.base_parts(student, x, None, y_pred, True)["cf_loss"]),
+      float(method.loss_parts(student, x, Forward(y_pred))["cf_loss"]),
       0.7 * float(student.compute_loss(x=x, y_pred=y_pred)), rtol=1e-6)
   # From dynamic_start on, each weight is multiplied by tanh(max(mu (R^ - r), 0)) in [0, 1).
   method.epoch.assign(2)
@@ -289,13 +290,13 @@ def test_cd_loss_parts_match_numpy(tiny):
   np.testing.assert_allclose(float(method.loss_parts(student, x)["cd_loss"]), want, rtol=1e-5)
   # L_CF: selective cross-entropy over the observed items only, plus the student's penalty.
   y_pred = student(x)
-  cf = method.base_parts(student, x, None, y_pred, True)["cf_loss"]
+  cf = method.loss_parts(student, x, Forward(y_pred))["cf_loss"]
   np.testing.assert_allclose(
       float(cf), 0.6 * np.mean(softplus(-y_pred.numpy()[:, 0])) + float(student.regularization(x)),
       rtol=1e-5)
   method.config.cf_loss = "full"
   np.testing.assert_allclose(
-      float(method.base_parts(student, x, None, y_pred, True)["cf_loss"]),
+      float(method.loss_parts(student, x, Forward(y_pred))["cf_loss"]),
       0.6 * float(student.compute_loss(x=x, y_pred=y_pred)), rtol=1e-6)
   np.testing.assert_allclose(float(selective_log_loss(y_pred)),
                              np.mean(softplus(-y_pred.numpy()[:, 0])), rtol=1e-6)
@@ -310,17 +311,18 @@ def test_cd_training_pass_equals_the_clean_one_for_a_deterministic_student(tiny)
                     kd_pass="training")
   method.refresh(0)
   x = first_batch(tiny)
-  y_pred = method.forward(student, x)
+  out = method.forward(student, x)
   own = x["item"].shape[1]
+  y_pred = tf.concat([out.scores, out.list_scores], axis=1)
   assert y_pred.shape[1] == own + method.lists.shape[1]
   np.testing.assert_allclose(
       y_pred.numpy()[:, own:],
       student.score(x["user"], tf.gather(method.lists, x["user"])).numpy(), rtol=1e-6)
-  np.testing.assert_allclose(float(method.loss_parts(student, x, y_pred)["cd_loss"]),
+  np.testing.assert_allclose(float(method.loss_parts(student, x, out)["cd_loss"]),
                              float(method.loss_parts(student, x)["cd_loss"]), rtol=1e-5)
   np.testing.assert_allclose(
-      float(method.base_parts(student, x, None, y_pred, True)["cf_loss"]),
-      float(method.base_parts(student, x, None, y_pred[:, :own], True)["cf_loss"]), rtol=1e-6)
+      float(method.loss_parts(student, x, out)["cf_loss"]),
+      float(method.loss_parts(student, x, Forward(y_pred[:, :own]))["cf_loss"]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("corruption", [0.0, 0.5])
@@ -334,10 +336,10 @@ def test_cd_training_pass_scores_the_sample_from_the_corrupted_row(tiny, corrupt
   x = first_batch(tiny)
   users = x["user"].numpy()
   valid = tf.gather(method.valid, users).numpy()
-  y_pred = method.forward(student, x)
-  assert isinstance(y_pred, tuple)  # narrow lists (width 8 of 120 items): valid entries only
+  out = method.forward(student, x)
+  assert out.where is not None  # narrow lists (width 8 of 120 items): valid entries only
   kd = np.full(valid.shape, np.nan, np.float32)
-  kd[valid] = y_pred[1].numpy()
+  kd[valid] = out.list_scores.numpy()
   clean = student.score(x["user"], tf.gather(method.lists, x["user"])).numpy()
   twice = np.flatnonzero(users == users[np.argmax(np.bincount(users))])
   assert len(twice) >= 2  # one corruption per user and step: its rows score alike
@@ -380,13 +382,13 @@ def test_cdae_pairs_pass_equals_the_dense_lists_pass(tiny):
              for g in tape.gradient(loss, student.trainable_variables)])
 
   def pairs_pass():
-    y = method.forward(student, x)
-    return y[0], y[1], y
+    out = method.forward(student, x)
+    return out.scores, out.list_scores, out
 
   def dense_pass():
     y = student.call_with_lists(x, lists, training=True)
     own = x["item"].shape[1]
-    return y[:, :own], tf.boolean_mask(y[:, own:], valid), y
+    return y[:, :own], tf.boolean_mask(y[:, own:], valid), Forward(y[:, :own], y[:, own:])
 
   got, got_grads = run(pairs_pass)
   want, want_grads = run(dense_pass)
@@ -396,8 +398,8 @@ def test_cdae_pairs_pass_equals_the_dense_lists_pass(tiny):
   for g, w in zip(got_grads, want_grads):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(  # the own columns alone make L_CF
-      float(method.base_parts(student, x, None, (tf.constant(want[0]), None), True)["cf_loss"]),
-      float(method.base_parts(student, x, None, tf.constant(want[0]), True)["cf_loss"]), rtol=1e-6)
+      float(method.loss_parts(student, x, Forward(tf.constant(want[0]), None))["cf_loss"]),
+      float(method.loss_parts(student, x, Forward(tf.constant(want[0])))["cf_loss"]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("width", [3, 40])
@@ -440,7 +442,8 @@ def test_cd_training_pass_scores_caser_samples_in_each_examples_context(tiny):
   method.refresh(0)
   x = next(iter(student.make_train_dataset(tiny, 32, seed=0)))
   own = x["item"].shape[1]
-  y_pred = method.forward(student, x).numpy()
+  out = method.forward(student, x)
+  y_pred = tf.concat([out.scores, out.list_scores], axis=1).numpy()
   lists = tf.gather(method.lists, x["user"])
   want = student({**x, "item": lists}, training=True).numpy()
   np.testing.assert_allclose(y_pred[:, own:], want, rtol=1e-5, atol=1e-6)
@@ -508,5 +511,5 @@ def test_score_lists_equals_score_for_wide_and_narrow_lists(tiny, name):
   rng = np.random.default_rng(0)
   for width in (3, tiny.num_items // 2):  # below and above the 1/8-of-the-catalog switch
     items = tf.constant(rng.integers(0, tiny.num_items, (3, width)), tf.int32)
-    np.testing.assert_allclose(model.score_lists(users, items).numpy(),
+    np.testing.assert_allclose(model_lists.score_lists(model, users, items).numpy(),
                                model.score(users, items).numpy(), rtol=1e-5, atol=1e-6)

@@ -17,14 +17,14 @@ same validation, early stopping and sampler refreshes. The chief (worker 0) writ
 the others write theirs into `<workdir>/.worker-<i>` (their checkpoint included: a restarted
 cluster resumes every worker from its own copy), removed when the run ends. Keras 3.15's fit
 all-reduces each log value with `strategy.reduce("MEAN", v, axis=0)` under this strategy, which
-fails on scalars: the models' `train_step` hands the logs over as 1-vectors (`FitModel`).
+fails on scalars: the models' `train_step` hands the logs over as 1-vectors
+(`tfkd.models.fit.FitModel`).
 """
 
 import json
 import os
 
 
-import keras
 import tensorflow as tf
 
 from tfkd.errors import ConfigError
@@ -111,37 +111,6 @@ def worker_workdir(strategy, workdir):
   """Where this worker writes: `workdir` on the chief, `<workdir>/.worker-<i>` elsewhere."""
   i = worker_id(strategy)
   return workdir if i == 0 else os.path.join(workdir, f".worker-{i}")
-
-
-class FitModel(keras.Model):
-  """The Keras model the trainers fit (every `Recommender`, the `Distiller`): Keras' TF trainer
-  with two changes its private hooks need under a strategy, and `fit` not asking Keras to
-  shuffle (the pipelines do; Keras would only warn).
-
-  - `_maybe_symbolic_build`: under any strategy Keras peeks one batch off the training iterator
-    and all-reduces it (MEAN) to build the model symbolically, even when everything is built.
-    That peek costs a batch and an extra pass of the epoch-counting pipeline, and the all-reduce
-    of a dict of int ids fails under MultiWorkerMirroredStrategy. The trainers build the model
-    and the optimizer before `fit`, so it is skipped then.
-  - `train_step`: under multi-worker, the scalar logs are handed over as 1-vectors: Keras 3.15
-    reduces them with `strategy.reduce("MEAN", v, axis=0)`, which needs an axis 0 (the result
-    is a scalar again).
-  """
-
-  def fit(self, *args, shuffle=False, **kwargs):
-    # tfkd's pipelines shuffle each epoch themselves; Keras's default (True) only warns on tf.data.
-    return super().fit(*args, shuffle=shuffle, **kwargs)
-
-  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-    if not (self.built and self.optimizer is not None and self.optimizer.built):
-      super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-  def train_step(self, data):
-    logs = super().train_step(data)
-    if not multi_worker(tf.distribute.get_strategy()):
-      return logs
-    return {k: tf.reshape(v, [1]) if hasattr(v, "shape") and v.shape.rank == 0 else v
-            for k, v in logs.items()}
 
 
 def scale_for_replicas(loss):

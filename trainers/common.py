@@ -242,7 +242,8 @@ def write_flags(workdir):
   """Writes the resolved tfkd flags (not absl's own) as a reusable flagfile."""
   lines = []
   for module, module_flags in FLAGS.flags_by_module_dict().items():
-    if "trainers" not in module and module != "__main__":
+    # The trainers' flags, and the methods' generated from their configs (tfkd.config_flags).
+    if "trainers" not in module and module not in ("__main__", "tfkd.config_flags"):
       continue
     lines.extend(flag.serialize() for flag in module_flags)
   io.write_text(os.path.join(workdir, "flags.txt"), "\n".join(sorted(set(lines))) + "\n")

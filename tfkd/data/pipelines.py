@@ -8,6 +8,8 @@ epoch; nothing is sampled in Python.
 import numpy as np
 import tensorflow as tf
 
+from tfkd import seeds
+
 
 class SeenSet:
   """Membership of (user, item) pairs, as a static hash table over user * num_items + item."""
@@ -95,7 +97,7 @@ def epoch_batches(num_examples, batch_size, seed, make_epoch, first_epoch=None):
     return tf.data.Dataset.range(batches).map(batch)
 
   if first_epoch is None:
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    epoch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
   else:
     with tf.init_scope():  # a plain variable, outside any function or distribution scope
       counter = tf.Variable(int(first_epoch), dtype=tf.int64, trainable=False)
@@ -109,11 +111,11 @@ def epoch_batches(num_examples, batch_size, seed, make_epoch, first_epoch=None):
                                                      epoch)
       return tf.random.stateless_uniform([], seed=key, minval=None, maxval=None, dtype=tf.int64)
 
-    seeds = tf.data.Dataset.from_tensors(0).map(epoch_seed)
+    epoch_seeds = tf.data.Dataset.from_tensors(0).map(epoch_seed)
   # flat_map hides the epoch's length from tf.data; stating it lets Keras size its progress bar
   # and end the epoch on the count instead of on an exhausted iterator (its "input ran out of
   # data" warning).
-  return (seeds.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(batches))
+  return (epoch_seeds.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(batches))
           .prefetch(tf.data.AUTOTUNE))
 
 
@@ -133,7 +135,8 @@ def pairwise(dataset, batch_size, num_negatives=1, seed=0, extra=None, first_epo
 
   def make_epoch(indices, epoch_seed):
     u, i = tf.gather(users, indices), tf.gather(items, indices)
-    negatives = sample_unobserved(seen, u, num_negatives, epoch_seed * 1000003 + 1)
+    negatives = sample_unobserved(seen, u, num_negatives,
+                                  seeds.for_epoch(epoch_seed, 0, "negatives"))
     return {"user": u, "item": tf.concat([i[:, None], negatives], axis=1),
             **{name: tf.gather(value, indices) for name, value in extra.items()}}
 

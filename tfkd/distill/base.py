@@ -12,24 +12,51 @@ only the student's variables are trained, `distiller(x) == student(x)`, and each
 tracked by its own `keras.metrics.Mean` (progress bar, history, TensorBoard).
 """
 
+import dataclasses
+from typing import Optional
+
 import keras
 import tensorflow as tf
+from absl import flags
 
-from tfkd import distribute
+from tfkd import config_flags, distribute
 from tfkd.distill import teacher as teacher_lib
 from tfkd.errors import ConfigError
+from tfkd.models.fit import FitModel
 
 METHODS = {}
 
 
-def register(name):
+def register(name, config_class, flag_prefix=None):
+  """Registers a method under `name`, with the dataclass of its settings: their flags are
+  `--<flag_prefix><field>` (default prefix `<name>_`, see `tfkd.config_flags`)."""
   def wrap(cls):
     if name in METHODS:
       raise ValueError(f"method {name!r} is already registered")
-    cls.name = name
+    cls.name, cls.config_class = name, config_class
+    cls.flag_prefix = f"{name}_" if flag_prefix is None else flag_prefix
     METHODS[name] = cls
     return cls
   return wrap
+
+
+def define_flags(fv=flags.FLAGS):
+  """Defines every registered method's flags on `fv` (idempotent)."""
+  for cls in METHODS.values():
+    config_flags.define_flags(cls.config_class, cls.flag_prefix, fv)
+
+
+def config_from_flags(name, fv=flags.FLAGS):
+  """The config of method `name` from the parsed flags. A flag of another method that was set
+  (on the command line or in a flagfile) is refused in one line rather than ignored."""
+  cls = get(name)
+  own = config_flags.flag_names(cls.config_class, cls.flag_prefix)
+  for other in sorted(METHODS):
+    foreign = config_flags.flag_names(METHODS[other].config_class,
+                                      METHODS[other].flag_prefix) - own
+    for flag in sorted(f for f in foreign if fv[f].present):
+      raise ConfigError(f"--{flag} is a setting of --method={other}, not of --method={name}")
+  return config_flags.from_flags(cls.config_class, cls.flag_prefix, fv)
 
 
 def get(name):
@@ -39,8 +66,20 @@ def get(name):
     raise ConfigError(f"unknown method {name!r}; expected one of {', '.join(sorted(METHODS))}")
 
 
+@dataclasses.dataclass
+class Forward:
+  """A training step's forward pass: the student's scores of the batch's own items [B, N] and,
+  when a method scores its lists in the same pass (CD's kd_pass "training"), theirs: dense
+  [B, W], or [P] for the valid entries only, at `where` [P, 2] (row, column)."""
+
+  scores: tf.Tensor
+  list_scores: Optional[tf.Tensor] = None
+  where: Optional[tf.Tensor] = None
+
+
 class Method:
-  """Base class. Subclasses set `user_k` / `item_k` (the teacher ranking lengths they need)."""
+  """Base class. Subclasses set `user_k` / `item_k` (the teacher ranking lengths they need),
+  declare their loss parts (`part_names`) and compute them (`loss_parts`)."""
 
   name = "none"
   user_k = 0
@@ -51,28 +90,26 @@ class Method:
   def setup(self, dataset, student, teacher, knowledge):
     """Called once before training with the teacher's rankings (`knowledge`)."""
 
-  def base_parts(self, student, x, y, y_pred, training):
-    """{part name: scalar}: the student's own objective in the total loss. By default its whole
-    `compute_loss`, unweighted; RD and CD reweight it, CD replaces its data term."""
-    return {"base_loss": student.objective(x, y_pred)}
-
-  def base_part_names(self):
+  def part_names(self):
+    """Every part of the loss, in the order `loss_parts` returns them: the student's own term
+    first ("base_loss"; RD and CD reweight it as "cf_loss"), then the method's."""
     return ["base_loss"]
 
   def forward(self, student, x):
-    """The student's training forward pass of the batch `x`: the `y_pred` that `base_parts` and
-    `loss_parts` receive. By default the student's own; CD can widen it with its sampled items so
-    both of its terms come from one (corrupted, dropped-out) pass."""
-    return student(x, training=True)
+    """The student's training forward pass of the batch `x`, as a `Forward`. By default the
+    student's own scores; CD can score its sampled items in the same (corrupted, dropped-out)
+    pass."""
+    return Forward(student(x, training=True))
 
-  def loss_parts(self, student, x, y_pred=None):
-    """{part name: weighted scalar loss} added to the student's own loss; `y_pred` is
-    `forward`'s output (None outside a training step)."""
-    return {}
+  def loss_parts(self, student, x, out=None):
+    """{part: weighted scalar}, summed into the training loss: the one function a method
+    implements. `out` is `forward`'s output; None outside a training step, where only the
+    method's own parts are computed (the student's term needs the pass)."""
+    return self.student_part(student, x, out)
 
-  def part_names(self):
-    """Names of the loss parts `loss_parts` returns (each gets a tracker)."""
-    return []
+  def student_part(self, student, x, out):
+    """The student's own objective, unweighted: {"base_loss": ...} ({} without `out`)."""
+    return {} if out is None else {"base_loss": student.objective(x, out.scores)}
 
   def callbacks(self):
     return []
@@ -120,7 +157,7 @@ class EpochCallback(keras.callbacks.Callback):
         self.writer.flush()
 
 
-class Distiller(distribute.FitModel):
+class Distiller(FitModel):
   """Student + frozen teacher + method: trains the student on its loss plus the method's parts.
 
   With `dataset`, the method is set up here: the teacher's rankings are computed (or taken from
@@ -169,18 +206,20 @@ class Distiller(distribute.FitModel):
     return self.student.score_all(users)
 
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-    parts = self.method.base_parts(self.student, x, y, y_pred, training)
-    parts.update(self.method.loss_parts(self.student, x, y_pred))
+    if not isinstance(y_pred, Forward):  # Keras's own calls outside `fit` (e.g. evaluate)
+      y_pred = Forward(y_pred)
+    parts = self.method.loss_parts(self.student, x, y_pred)
+    if set(parts) != set(self.trackers):
+      raise KeyError(f"loss parts {list(parts)} differ from those the method declared, "
+                     f"{list(self.trackers)}")
     for name, value in parts.items():
-      if name not in self.trackers:
-        raise KeyError(f"loss part {name!r} was not declared by the method")
       self.trackers[name].update_state(value)
     # Each replica's share: the summed gradients are the global batch's (`tfkd.distribute`).
     return distribute.scale_for_replicas(tf.add_n(list(parts.values())))
 
   def declare_parts(self):
     """One tracker per loss part of the method (call after `method.setup`)."""
-    for name in [*self.method.base_part_names(), *self.method.part_names()]:
+    for name in self.method.part_names():
       self.trackers[name] = keras.metrics.Mean(name=name)
 
   @property

@@ -44,8 +44,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfkd.distill import base, losses_impl, ranks, samplers
+from tfkd import seeds
+from tfkd.config_flags import check, setting
+from tfkd.distill import base, losses, ranks, samplers
 from tfkd.errors import ConfigError
+from tfkd.models import lists as model_lists
 from tfkd.models.base import selective_log_loss
 
 GUIDES = ("uniform", "teacher", "student")
@@ -54,20 +57,33 @@ KD_PASSES = ("clean", "training")
 
 @dataclasses.dataclass
 class CDConfig:
-  guide: str = "teacher"
-  scheme: str = "linear"  # or "exponential" (ignored by the uniform guide)
-  slope: float = 0.1  # the exponential scheme's slope
-  sample_ratio: float = 0.5  # sample ceil(ratio x the user's training items) ...
-  sample_size: int = 0  # ... or this many, when positive
-  alpha: float = 2.0  # soft target sigmoid((t - beta) / alpha)
-  beta: float = 1.0
-  weight: float = 0.5  # lambda
-  cf_loss: str = "selective"  # or "full": the student's own loss, sampled negatives included
-  kd_pass: str = "clean"  # or "training": L_KD in the CF term's training forward pass
-  refresh_every: int = 1
-  chunk_size: int = 1024
-  cache_bytes: int = 1 << 30  # guides' orders (fixed guides) and teacher rows are kept up to this
-  seed: int = 0
+  """CD's settings; each is also a flag of `trainers.distill`."""
+
+  guide: str = setting("teacher", "CD: whose ranking the samples follow: uniform (CD-Base), "
+                       "teacher (CD-TG), student (CD-SG).", choices=GUIDES)
+  scheme: str = setting("linear", "CD: rank-aware sampling (ignored by the uniform guide).",
+                        choices=("linear", "exponential"))
+  slope: float = setting(0.1, "CD: slope of the exponential scheme.", lower=1e-12)
+  sample_ratio: float = setting(0.5, "CD: sample ceil(ratio x the user's training items).",
+                                lower=0.0)
+  sample_size: int = setting(0, "CD: sample this many items per user instead (> 0).", lower=0)
+  alpha: float = setting(2.0, "CD: soft target sigmoid((t - beta) / alpha).", lower=1e-12)
+  beta: float = setting(1.0, "CD: soft target shift beta.")
+  weight: float = setting(0.5, "CD: lambda of (1 - lambda) L_CF + lambda L_KD.", lower=0.0,
+                          upper=1.0)
+  cf_loss: str = setting("selective", "CD: the student's loss on observed items only (the "
+                         "paper), or its own loss.", choices=("selective", "full"))
+  kd_pass: str = setting("clean", "CD: score L_KD's sampled items in a clean pass of the "
+                         "student, or in the CF term's training pass (CDAE's corrupted rows, "
+                         "Caser's dropout).", choices=KD_PASSES)
+  refresh_every: int = setting(1, common="refresh_every")
+  chunk_size: int = setting(1024, common="knowledge_chunk_size")
+  cache_bytes: int = setting(
+      1 << 30, "CD: keep the teacher's score rows (and for CD-TG / CD-Base the guide's order of "
+      "every user's items) between draws when they fit in this many MiB (4 bytes per user x "
+      "item, 8 with the order; 0: recompute at every draw).", flag="cd_cache_mb", scale=1 << 20,
+      lower=0)
+  seed: int = setting(0, common="seed")
 
   def validate(self):
     if self.guide not in GUIDES:
@@ -91,15 +107,18 @@ class CDConfig:
       raise ConfigError(f"cd cache_bytes must be >= 0, got {self.cache_bytes}")
     if self.refresh_every <= 0:
       raise ConfigError(f"cd refresh_every must be positive, got {self.refresh_every}")
+    check(self, "cd")
 
 
-@base.register("cd")
+@base.register("cd", CDConfig)
 class CD(base.Method):
 
   def __init__(self, config: CDConfig):
     config.validate()
     self.config = config
     self.draws = []
+    # L_KD per row (the methods weigh the rows themselves: see `loss_parts`).
+    self.kd_loss = losses.SoftTargetBCE(config.alpha, config.beta, reduction=None)
 
   def setup(self, dataset, student, teacher, knowledge):
     c = self.config
@@ -152,7 +171,8 @@ class CD(base.Method):
     c, width = self.config, self.lists.shape[1]
     order, t_scores = self._ranked_rows(rows)
     scheme = "uniform" if c.guide == "uniform" else c.scheme
-    seed = tf.constant([c.seed * 1000003 + epoch, int(rows[0])], tf.int64)
+    seed = tf.constant([seeds.for_epoch(c.seed, epoch, "cd_draws"), int(rows[0])],
+                       tf.int64)
     positions = samplers.rank_aware_positions(self.unobserved[rows], width, scheme, c.slope,
                                               seed).numpy()
     items = np.take_along_axis(order, positions, axis=1)
@@ -173,65 +193,59 @@ class CD(base.Method):
 
   def forward(self, student, x):
     if self.config.kd_pass == "clean":
-      return student(x, training=True)
+      return base.Forward(student(x, training=True))
     # Each row (u, i, negatives) followed by u's sample: one pass, one corruption per user.
     users = tf.cast(x["user"], tf.int32)
     lists = tf.gather(self.lists, users)
-    if student.lists_as_pairs(lists.shape[1]):  # (own scores, valid entries' scores, where)
+    if model_lists.lists_as_pairs(student, lists.shape[1]):  # the valid entries' scores only, at `where`
       where = tf.where(tf.gather(self.valid, users))
-      return (*student.call_with_pairs(x, lists, where, training=True), where)
-    return student.call_with_lists(x, lists, training=True)
+      own, pair_scores = model_lists.call_with_pairs(student, x, lists, where, training=True)
+      return base.Forward(own, pair_scores, where)
+    y = model_lists.call_with_lists(student, x, lists, training=True)
+    own = x["item"].shape[1]
+    return base.Forward(y[:, :own], y[:, own:])
 
-  @staticmethod
-  def _own(x, y_pred):
-    """The scores of the batch's own items (`forward` may append the sample's, as columns or as
-    the second of (own, pair scores, their positions))."""
-    if isinstance(y_pred, (tuple, list)):
-      return y_pred[0]
-    return y_pred[:, :x["item"].shape[1]]
-
-  def base_parts(self, student, x, y, y_pred, training):
-    y_pred = self._own(x, y_pred)
+  def student_part(self, student, x, out):
+    if out is None:
+      return {}
     if self.config.cf_loss == "full":
-      return {"cf_loss": (1.0 - self.config.weight) * student.objective(x, y_pred)}
-    loss = (1.0 - self.config.weight) * selective_log_loss(y_pred)
+      return {"cf_loss": (1.0 - self.config.weight) * student.objective(x, out.scores)}
+    loss = (1.0 - self.config.weight) * selective_log_loss(out.scores)
     return {"cf_loss": loss + student.regularization(x)}
 
-  def base_part_names(self):
-    return ["cf_loss"]
-
   def part_names(self):
-    return ["cd_loss"]
+    return ["cf_loss", "cd_loss"]
 
-  def loss_parts(self, student, x, y_pred=None):
+  def loss_parts(self, student, x, out=None):
     """The paper's objective is per user: sum of CE over the user's observed items plus sum of
     BCE over the user's sample. A batch here holds interactions, so user u's sample enters with
     weight c_u / n_u (c_u of u's n_u training items are in the batch): over an epoch every user's
     sample counts once, each sampled item as much as one observed item, and both sums are divided
-    by the batch size as the selective CE is. With kd_pass "training" the sample's scores are the
-    columns `forward` appended, one copy per row of u (weight 1 / n_u each: the same sum)."""
+    by the batch size as the selective CE is. With kd_pass "training" the sample's scores are
+    those `forward` computed, one copy per row of u (weight 1 / n_u each: the same sum)."""
+    parts = self.student_part(student, x, out)
     c = self.config
     batch = tf.cast(tf.shape(x["user"])[0], tf.float32)
-    own = x["item"].shape[1]
-    if c.kd_pass == "training" and isinstance(y_pred, (tuple, list)):
+    in_pass = c.kd_pass == "training" and out is not None and out.list_scores is not None
+    if in_pass and out.where is not None:
       # The valid entries only, at the positions `forward` scored them.
-      users, (_, pair_scores, where) = tf.cast(x["user"], tf.int32), y_pred
+      users, where = tf.cast(x["user"], tf.int32), out.where
       targets = tf.gather_nd(tf.gather(self.targets, users), where)
       share = tf.gather(1.0 / tf.gather(self.positives, users), where[:, 0])
-      bce = losses_impl.soft_target_bce(pair_scores[:, None], targets[:, None], c.alpha, c.beta)
-      return {"cd_loss": c.weight * tf.reduce_sum(share * bce) / batch}
-    if c.kd_pass == "training" and y_pred is not None and y_pred.shape[1] > own:
+      bce = self.kd_loss(targets[:, None], out.list_scores[:, None])
+      return {**parts, "cd_loss": c.weight * tf.reduce_sum(share * bce) / batch}
+    if in_pass:
       users = tf.cast(x["user"], tf.int32)
-      scores, share = y_pred[:, own:], 1.0 / tf.gather(self.positives, users)
+      scores, share = out.list_scores, 1.0 / tf.gather(self.positives, users)
     else:
       users, _, counts = tf.unique_with_counts(tf.cast(x["user"], tf.int32))
-      scores = student.score_lists(users, tf.gather(self.lists, users))
+      scores = model_lists.score_lists(student, users, tf.gather(self.lists, users))
       share = tf.cast(counts, tf.float32) / tf.gather(self.positives, users)
     valid = tf.gather(self.valid, users)
-    per_item = losses_impl.soft_target_bce(scores, tf.gather(self.targets, users), c.alpha,
-                                           c.beta, valid)  # mean over the valid entries
+    per_item = self.kd_loss({"logits": tf.gather(self.targets, users), "valid": valid},
+                            scores)  # mean over the valid entries
     per_user = per_item * tf.reduce_sum(tf.cast(valid, tf.float32), axis=1)  # their sum
-    return {"cd_loss": c.weight * tf.reduce_sum(share * per_user) / batch}
+    return {**parts, "cd_loss": c.weight * tf.reduce_sum(share * per_user) / batch}
 
   def callbacks(self):
     return [base.EpochCallback(self.refresh, self.config.refresh_every)]

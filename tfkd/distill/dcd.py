@@ -28,6 +28,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfkd import seeds
+from tfkd.config_flags import check, setting
 from tfkd.distill import base, losses_impl, ranks, rrd, samplers
 from tfkd.distill.rrd import RRDConfig
 from tfkd.errors import ConfigError
@@ -41,23 +43,31 @@ CANDIDATES = ("teacher_top", "union", "all")
 
 @dataclasses.dataclass
 class DCDConfig:
-  rrd: RRDConfig = dataclasses.field(default_factory=RRDConfig)
-  mu: float = 1e-3
-  candidates: str = "union"  # chosen by validation H@5, see configs/dcd.flags
-  top: int = 500  # P on the user side
-  item_top: int = 100  # P on the item side
-  num_under: int = 40  # M_l per user
-  num_over: int = 40  # M_h per user
-  item_num_under: int = 40
-  item_num_over: int = 40
-  user_weight: float = 1e-4  # lambda_UCD (0 disables the user side); see configs/dcd.flags
-  item_weight: float = 1e-4  # lambda_ICD (0 disables the item side)
-  deterministic: bool = False
-  refresh_every: int = 5
-  discrepancy_top: int = 50
-  chunk_size: int = 1024
-  cache_bytes: int = 1 << 30  # union: the teacher's ranks of every entry, kept if they fit
-  seed: int = 0
+  """DCD's settings (RRD's included); each is also a flag of `trainers.distill`."""
+
+  rrd: RRDConfig = setting(nested="rrd_", default_factory=RRDConfig)
+  mu: float = setting(1e-3, "mu of the discrepancy tanh(max(mu (R_S - R_T), 0)).", lower=1e-12)
+  candidates: str = setting("union", "Entries whose ranks enter the discrepancy.",
+                            choices=CANDIDATES)
+  top: int = setting(500, "User side: length P of the candidate lists.", lower=1)
+  item_top: int = setting(100, "Item side: length P of the candidate lists.", lower=1)
+  num_under: int = setting(40, "User side: under-estimated items M_l.", lower=1)
+  num_over: int = setting(40, "User side: over-estimated items M_h.", lower=0)
+  item_num_under: int = setting(40, "Item side: under-estimated users.", lower=1)
+  item_num_over: int = setting(40, "Item side: over-estimated users.", lower=0)
+  user_weight: float = setting(1e-4, "lambda_UCD (0 disables the user side).", lower=0.0)
+  item_weight: float = setting(1e-4, "lambda_ICD (0 disables the item side).", lower=0.0)
+  deterministic: bool = setting(False, "Take the largest errors instead of sampling.")
+  refresh_every: int = setting(5, common="refresh_every")
+  discrepancy_top: int = setting(50, "The teacher's top list over which each refresh reports "
+                                 "the mean rank discrepancy.", lower=1)
+  chunk_size: int = setting(1024, common="knowledge_chunk_size")
+  cache_bytes: int = setting(
+      1 << 30, "Union candidates: keep each side's teacher rank of every (row, column) between "
+      "refreshes when that side's ranks fit in this many MiB (2 bytes per entry for catalogs "
+      "under 32,768, else 4; 0: score and sort the teacher's rows at every refresh).",
+      flag="dcd_cache_mb", scale=1 << 20, lower=0)
+  seed: int = setting(0, common="seed")
 
   def validate(self):
     self.rrd.validate()
@@ -69,6 +79,7 @@ class DCDConfig:
       raise ConfigError(f"dcd refresh_every must be positive, got {self.refresh_every}")
     if self.mu <= 0:
       raise ConfigError(f"dcd mu must be positive, got {self.mu}")
+    check(self, "dcd")
 
 
 class _Side:
@@ -185,7 +196,7 @@ def _sample(cand, rt, rs, valid, mu, num_under, num_over, seed, deterministic):
   return tf.cast(entries, tf.int32), tf.concat([ok_l, ok_h], axis=1)
 
 
-@base.register("dcd")
+@base.register("dcd", DCDConfig)
 class DCD(base.Method):
 
   def __init__(self, config: DCDConfig):
@@ -218,10 +229,10 @@ class DCD(base.Method):
     """Recomputes both sides' correction lists from the student's current ranks; returns the
     mean rank discrepancy of each side and the refresh's seconds (TensorBoard scalars)."""
     start, record = time.time(), {"epoch": epoch}
+    seed = seeds.for_epoch(self.config.seed, epoch, "dcd_refresh")
     for side in (self.user_side, self.item_side):
       if side is not None:
-        record[f"{side.name}_discrepancy"] = side.refresh(self.student, self.teacher,
-                                                          self.config.seed * 1000 + epoch)
+        record[f"{side.name}_discrepancy"] = side.refresh(self.student, self.teacher, seed)
     record["refresh_seconds"] = round(time.time() - start, 3)
     self.refreshes.append(record)
     logging.info("dcd refresh at epoch %d: rank discrepancy %s (%.2f s)", epoch,
@@ -230,7 +241,7 @@ class DCD(base.Method):
                  record["refresh_seconds"])
     return {f"dcd/{k}": v for k, v in record.items() if k != "epoch"}
 
-  def loss_parts(self, student, x, y_pred=None):
+  def loss_parts(self, student, x, out=None):
     """RRD's parts plus UCD / ICD. The correction lists are read from the refreshed variables
     here, in the training step, and scored in one call with RRD's lists of the same side."""
     c = self.config
@@ -243,7 +254,7 @@ class DCD(base.Method):
       terms.append(rrd.ListTerm("icd_loss", "item", tf.gather(self.item_side.state, items),
                                 c.item_num_under, c.item_weight,
                                 tf.gather(self.item_side.valid, items)))
-    return self.rrd.parts(student, users, items, terms)
+    return {**self.student_part(student, x, out), **self.rrd.parts(student, users, items, terms)}
 
   def callbacks(self):
     # Refreshed before epoch 0 and every `refresh_every` epochs, each at the start of its epoch

@@ -16,6 +16,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfkd.models import lists
+
 
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=_WORKERS)
@@ -221,4 +223,4 @@ class SideScorer:
 
 @tf.function(reduce_retracing=True)
 def _raw(model, rows, user_side):
-  return model.score_all(rows) if user_side else model.score_users(rows)
+  return model.score_all(rows) if user_side else lists.score_users(model, rows)

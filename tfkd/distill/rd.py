@@ -22,19 +22,25 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from tfkd.distill import base, losses_impl
+from tfkd.config_flags import check, setting
+from tfkd.distill import base, losses, losses_impl
 from tfkd.errors import ConfigError
 
 
 @dataclasses.dataclass
 class RDConfig:
-  top: int = 15  # K
-  lam: float = 1.0  # position weights exp(-r / lam)
-  weight: float = 0.5  # lambda of (1 - lambda) L_CF + lambda L_KD
-  dynamic_start: int = 10  # first epoch (0-based) of the dynamic weights; -1: never
-  mu: float = 0.1
-  num_samples: int = 100
-  seed: int = 0
+  """RD's settings; each is also a flag of `trainers.distill`."""
+
+  top: int = setting(15, "RD: the teacher's top-K items taken as positives.", lower=1)
+  lam: float = setting(1.0, "RD: position weights exp(-r / lambda).", flag="rd_lambda",
+                       lower=1e-12)
+  weight: float = setting(0.5, "RD: lambda of (1 - lambda) L_CF + lambda L_KD.", lower=0.0,
+                          upper=1.0)
+  dynamic_start: int = setting(10, "RD: first epoch (0-based) of the dynamic weights (-1: "
+                               "never).", lower=-1)
+  mu: float = setting(0.1, "RD: mu of the dynamic weights.", lower=1e-12)
+  num_samples: int = setting(100, "RD: items sampled to estimate the student's ranks.", lower=1)
+  seed: int = setting(0, common="seed")
 
   def validate(self):
     if self.top <= 0:
@@ -50,6 +56,7 @@ class RDConfig:
     if self.dynamic_start < -1:
       raise ConfigError(f"rd: dynamic_start must be an epoch >= 0, or -1 (never), "
                         f"got {self.dynamic_start}")
+    check(self, "rd")
 
 
 def estimated_ranks(top_scores, sample_scores, num_items):
@@ -61,7 +68,7 @@ def estimated_ranks(top_scores, sample_scores, num_items):
   return tf.floor(higher * float(num_items - 1) / n)
 
 
-@base.register("rd")
+@base.register("rd", RDConfig)
 class RD(base.Method):
 
   def __init__(self, config: RDConfig):
@@ -79,14 +86,13 @@ class RD(base.Method):
     self.epoch = tf.Variable(0, trainable=False, dtype=tf.int32, name="rd_epoch")
     self.seed_generator = keras.random.SeedGenerator(c.seed)
 
-  def base_parts(self, student, x, y, y_pred, training):
-    return {"cf_loss": (1.0 - self.config.weight) * student.objective(x, y_pred)}
-
-  def base_part_names(self):
-    return ["cf_loss"]
+  def student_part(self, student, x, out):
+    if out is None:
+      return {}
+    return {"cf_loss": (1.0 - self.config.weight) * student.objective(x, out.scores)}
 
   def part_names(self):
-    return ["rd_loss"]
+    return ["cf_loss", "rd_loss"]
 
   def weights(self, student, users, top_scores):
     """[B, K] weights of the users' top-K items: static, times dynamic once it is on."""
@@ -100,12 +106,12 @@ class RD(base.Method):
     dynamic = losses_impl.discrepancy(est, tf.range(c.top, dtype=tf.float32)[None, :], c.mu)
     return tf.where(self.epoch >= c.dynamic_start, static * dynamic, static)
 
-  def loss_parts(self, student, x, y_pred=None):
+  def loss_parts(self, student, x, out=None):
     users = tf.unique(tf.cast(x["user"], tf.int32)).y
     scores = student.score(users, tf.gather(self.topk, users))
     w = tf.stop_gradient(self.weights(student, users, scores))
-    kd = tf.reduce_mean(losses_impl.weighted_log_sigmoid_nll(scores, w))
-    return {"rd_loss": self.config.weight * kd}
+    kd = tf.reduce_mean(losses.WeightedLogSigmoid(reduction=None)(w, scores))
+    return {**self.student_part(student, x, out), "rd_loss": self.config.weight * kd}
 
   def callbacks(self):
     return [base.EpochCallback(self.epoch.assign)]

@@ -24,35 +24,48 @@ over the teacher's ranking of the users who did not interact with it.
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 import tensorflow as tf
 
-from tfkd import xla
+from tfkd import seeds, xla
+from tfkd.config_flags import check, setting
 from tfkd.data import pipelines
-from tfkd.distill import base, losses_impl, samplers
+from tfkd.distill import base, losses, samplers
 from tfkd.errors import ConfigError
-from tfkd.models import ops
+from tfkd.models import lists, ops
 
 
 @dataclasses.dataclass
 class RRDConfig:
-  variant: str = "sampled"  # or "full"
-  num_interesting: int = 40  # K
-  top: int = 500  # P: the teacher list the K items are drawn from
-  temperature: float = 10.0  # T
-  num_uninteresting: int = 40  # L
-  weight: float = 1e-3  # lambda_RRD
-  item_num_interesting: int = 20
-  item_top: int = 100
-  item_temperature: float = 10.0
-  item_num_uninteresting: int = 20
-  item_weight: float = 0.0  # lambda_IR-RRD; 0 disables the item side
-  # Lists per step: those of the users (and positive items) of the batch's first `list_pairs`
-  # (user, item) pairs, a uniform sample of the shuffled batch; 0: of all its pairs (the
-  # reference code's schedule, where a user's list is scored in every batch the user is in).
-  list_pairs: int = 0
-  seed: int = 0
+  """RRD's settings; each is also a flag of `trainers.distill` (`tfkd.config_flags`)."""
+
+  variant: str = setting("sampled", "Sampled RRD (paper) or all top-K items with every other "
+                         "unobserved item as the tail.", choices=("sampled", "full"))
+  num_interesting: int = setting(40, "Interesting items per user (K).", flag="rrd_k", lower=1)
+  top: int = setting(500, "Teacher top list the K items are drawn from.", lower=1)
+  temperature: float = setting(10.0, "T of p(rank) ~ exp(-(rank + 1) / T).", lower=1e-9)
+  num_uninteresting: int = setting(40, "Uninteresting (tail) items per user (L).", flag="rrd_l",
+                                   lower=0)
+  weight: float = setting(1e-3, "lambda_RRD.", lower=0.0)
+  item_num_interesting: int = setting(20, "Item side: interesting users per item.",
+                                      flag="ir_rrd_k", lower=1)
+  item_top: int = setting(100, "Item side: teacher top list of users.", flag="ir_rrd_top",
+                          lower=1)
+  item_temperature: float = setting(10.0, "Item side: T.", flag="ir_rrd_temperature",
+                                    lower=1e-9)
+  item_num_uninteresting: int = setting(20, "Item side: uninteresting users per item.",
+                                        flag="ir_rrd_l", lower=0)
+  item_weight: float = setting(0.0, "lambda of the item side (0 disables it).",
+                               flag="ir_rrd_weight", lower=0.0)
+  # The reference code scores a user's list in every batch the user is in (0); a sample of the
+  # batch's pairs scores fewer lists per epoch.
+  list_pairs: int = setting(
+      0, "RRD / DCD: score the lists of the users (and positive items) of each batch's first N "
+      "(user, item) pairs only, a uniform sample of the shuffled batch; 0: of all its pairs (the "
+      "reference's schedule).", flag="list_pairs", lower=0)
+  seed: int = setting(0, common="seed")
 
   def validate(self):
     if self.variant not in ("sampled", "full"):
@@ -69,16 +82,14 @@ class RRDConfig:
     for name in ("temperature", "item_temperature"):
       if getattr(self, name) <= 0:
         raise ConfigError(f"rrd: {name} must be positive, got {getattr(self, name)}")
+    check(self, "rrd")
 
 
 def permutation_loss(scores, k, mask=None, row_weight=None):
   """Mean relaxed permutation NLL of [B, k + tail] scores (first k ordered); with `row_weight`
   float [B] (0 or 1: `ops.first_of_run`), the mean over the rows of weight 1."""
-  if mask is None:
-    nll = losses_impl.relaxed_permutation_nll(scores[:, :k], scores[:, k:])
-  else:
-    nll = losses_impl.relaxed_permutation_nll(scores[:, :k], scores[:, k:], mask[:, :k],
-                                              mask[:, k:])
+  loss = losses.RelaxedPermutationLoss(k, masked=mask is not None, reduction=None)
+  nll = loss(scores if mask is None else mask, scores)
   if row_weight is None:
     return tf.reduce_mean(nll)
   return tf.reduce_sum(row_weight * nll) / tf.maximum(tf.reduce_sum(row_weight), 1.0)
@@ -104,7 +115,7 @@ def list_losses(student, users, items, terms):
   scored in one call (one gather and one product instead of one per list)."""
   parts = {}
   for side, rows, score_fn in (("user", users, student.score),
-                               ("item", items, student.score_item_users)):
+                               ("item", items, functools.partial(lists.score_item_users, student))):
     side_terms = [t for t in terms if t.side == side]
     if not side_terms:
       continue
@@ -137,7 +148,7 @@ class SideSampler:
     return tf.concat([ordered, tail], axis=1)
 
 
-@base.register("rrd")
+@base.register("rrd", RRDConfig)
 class RRD(base.Method):
 
   def __init__(self, config: RRDConfig):
@@ -168,7 +179,7 @@ class RRD(base.Method):
     self.setup_lists()
 
   def part_names(self):
-    return ["rrd_loss"] + (["ir_rrd_loss"] if self.config.item_weight else [])
+    return ["base_loss", "rrd_loss"] + (["ir_rrd_loss"] if self.config.item_weight else [])
 
   def setup_lists(self):
     c = self.config
@@ -187,12 +198,14 @@ class RRD(base.Method):
     if "user" in self.lists:
       self.lists["user"].assign(self.users.sample(tf.range(self.num_users), seed))
     if "item" in self.lists:
-      self.lists["item"].assign(self.items.sample(tf.range(self.num_items), seed + 104729))
+      self.lists["item"].assign(self.items.sample(tf.range(self.num_items),
+                                                    seed + seeds.ITEM_SIDE))
 
   def resample(self, epoch):
     """Draws this epoch's lists for every user (item); seeded by (seed, epoch)."""
     if self.lists:
-      self._draw(tf.constant(self.config.seed * 1000003 + epoch, tf.int64))
+      seed = seeds.for_epoch(self.config.seed, epoch, "rrd_lists")
+      self._draw(tf.constant(seed, tf.int64))
 
   def callbacks(self):
     return [base.EpochCallback(self.resample)] if self.lists else []
@@ -224,7 +237,9 @@ class RRD(base.Method):
     excluded = tf.concat([observed_index, top_index], axis=0)
     tail_mask = tf.tensor_scatter_nd_update(tf.ones(tf.shape(scores), tf.bool), excluded,
                                             tf.zeros(tf.shape(excluded)[:1], tf.bool))
-    return tf.reduce_mean(losses_impl.relaxed_permutation_nll(ordered, scores, None, tail_mask))
+    loss = losses.RelaxedPermutationLoss(c.num_interesting, reduction=None)
+    mask = tf.concat([tf.ones(tf.shape(ordered), tf.bool), tail_mask], axis=1)
+    return tf.reduce_mean(loss(mask, tf.concat([ordered, scores], axis=1)))
 
   def list_terms(self, users, items):
     """The sampled lists of this epoch for the batch's users (and positive items)."""
@@ -245,5 +260,5 @@ class RRD(base.Method):
       parts["rrd_loss"] = c.weight * self.full_user_loss(student, users)
     return parts
 
-  def loss_parts(self, student, x, y_pred=None):
-    return self.parts(student, *self.batch_rows(x))
+  def loss_parts(self, student, x, out=None):
+    return {**self.student_part(student, x, out), **self.parts(student, *self.batch_rows(x))}

@@ -46,9 +46,9 @@ def _check_k(k, size, what, unit):
 
 
 def compute(teacher, dataset, user_k, item_k, chunk_size=1024):
-  """{"user_topk": [U, user_k], "item_topk": [I, item_k] or None (item_k=0)}: the rankings a
-  method reads (its `user_k` / `item_k`)."""
-  return {"user_topk": user_topk(teacher, dataset, user_k, chunk_size),
+  """{"user_topk": [U, user_k] or None, "item_topk": [I, item_k] or None}: the rankings a method
+  reads (its `user_k` / `item_k`; a side of 0 is not computed)."""
+  return {"user_topk": user_topk(teacher, dataset, user_k, chunk_size) if user_k else None,
           "item_topk": item_topk(teacher, dataset, item_k, chunk_size) if item_k else None}
 
 

@@ -10,6 +10,17 @@ from tfkd.models.neumf import NeuMF
 MODELS = {"bpr": BPR, "caser": Caser, "cdae": CDAE, "neumf": NeuMF}
 
 
+def register(name):
+  """Registers a `Recommender` subclass under `name` (`--model=<name>`, `build`, the tests that
+  run every model): `@models.register("mine")` on the class."""
+  def wrap(cls):
+    if name in MODELS:
+      raise ValueError(f"model {name!r} is already registered")
+    MODELS[name] = cls
+    return cls
+  return wrap
+
+
 def get(name):
   """The model class registered under `name`."""
   try:

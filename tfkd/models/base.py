@@ -1,29 +1,28 @@
 """The `Recommender` contract every tfkd model implements.
 
-Evaluation, teacher rankings, distillation and export need exactly two things of a model
-(RecBole's `predict` / `full_sort_predict`):
+Evaluation, teacher rankings, distillation and export need two things of a model (RecBole's
+`predict` / `full_sort_predict`):
 
 - `score(users, items)`: users int [B], items int [B, N] -> scores float32 [B, N];
 - `score_all(users)`: users int [B] -> scores float32 [B, num_items].
 
-Item-side distillation also needs the transposed forms, `score_users(items)` (items int [B] ->
-float32 [B, num_users], every user's score of each item) and `score_item_users(items, users)`
-(items int [B], users int [B, N] -> [B, N]); their defaults go through `score`, and a model
-whose scores factor (BPR: dot products) overrides them.
-
-Higher scores rank first. Training goes through Keras `fit`: a model's `compute_loss` is the one
-hook (TFRS `models/base.py`), and `make_train_dataset` builds the `tf.data` pipeline its loss
-expects, so trainers stay model-agnostic. `compute_loss` is `data_loss(y_pred) +
-regularization(x)`, split so that a distillation method (CD's selective cross-entropy) can replace
-the data term and keep the model's penalty. The default pipeline gives rows of (user, observed
-item, `num_negatives` uniform unobserved items); `sampled_log_loss`, `sampled_bpr_loss`,
-`selective_log_loss` and `rows_l2` are the losses computed over them.
+Higher scores rank first. A subclass fills in those two, its training objective's data term
+`data_loss(y_pred)` (default: the pointwise log loss), the parameter rows its `l2` penalises
+(`penalized_rows`, default none) and `get_config`; `attach`, `make_train_dataset` and
+`warm_start` are optional hooks. Training goes through Keras `fit`: `compute_loss` is the one hook
+(TFRS `models/base.py`), `data_loss(y_pred) + regularization(x)`, split so that a distillation
+method (CD's selective cross-entropy) can replace the data term and keep the penalty. The default
+pipeline gives rows of (user, observed item, `num_negatives` uniform unobserved items);
+`sampled_log_loss`, `sampled_bpr_loss`, `selective_log_loss` and `rows_l2` are the losses computed
+over them. Faster paths for scoring long lists, which distillation uses, are opt-in
+(`tfkd.models.lists`); `FitModel` (`tfkd.models.fit`) carries what Keras needs under a strategy.
 """
 
 import tensorflow as tf
 
 from tfkd import distribute
 from tfkd.data import pipelines
+from tfkd.models.fit import FitModel
 
 
 def sampled_log_loss(y_pred):
@@ -50,7 +49,7 @@ def rows_l2(l2, batch_size, *rows):
   return l2 * squares / tf.cast(batch_size, squares.dtype)
 
 
-class Recommender(distribute.FitModel):
+class Recommender(FitModel):
   """Base class: a Keras 3 model over `num_users` x `num_items` with the scoring contract."""
 
   # True while exporting: scoring must use only ops every TF runtime runs (no XLA-compiled
@@ -78,61 +77,11 @@ class Recommender(distribute.FitModel):
   def score_all(self, users):
     raise NotImplementedError
 
-  # True when score_all is one product with the catalog's item factors (BPR, CDAE, Caser): then
-  # scoring long lists per user is cheaper through score_all than through one gathered factor
-  # row per list entry (and its gradient is dense, not a scatter of every entry).
-  factored = False
-
-  def reads_full_rows(self, width):
-    """True when lists of static `width` are cheaper read from full score rows than scored one
-    entry at a time: the model is `factored` and they cover at least 1/8 of the catalog."""
-    return self.factored and width is not None and width * 8 >= self.num_items
-
-  def score_lists(self, users, items):
-    """score(users, items) for lists of a static width; gathers from score_all when
-    `reads_full_rows` says so."""
-    if self.reads_full_rows(items.shape[1]):
-      return tf.gather(self.score_all(users), tf.cast(items, tf.int32), batch_dims=1)
-    return self.score(users, items)
-
-  def score_users(self, items):
-    """items [B] -> [B, num_users]: the score of every user for each item."""
-    users = tf.range(self.num_users)
-    items = tf.broadcast_to(tf.cast(items, tf.int32)[None, :], [self.num_users, tf.shape(items)[0]])
-    return tf.transpose(self.score(users, items))
-
-  def score_item_users(self, items, users):
-    """items [B], users [B, N] -> [B, N]: S(users[b, n], items[b])."""
-    shape = tf.shape(users)
-    flat_items = tf.reshape(tf.repeat(tf.cast(items, tf.int32), shape[1]), [-1, 1])
-    return tf.reshape(self.score(tf.reshape(users, [-1]), flat_items), shape)
-
   def call(self, inputs, training=False):
     """inputs: {"user": [B], "item": [B, N]} -> scores [B, N]."""
     users = tf.cast(inputs["user"], tf.int32)  # a strategy's build may feed float ids
     items = tf.cast(inputs["item"], tf.int32)
     return self.score(users, items)
-
-  def call_with_lists(self, inputs, lists, training=False):
-    """call(inputs) with `lists` [B, W] scored in the same pass (same corruption, dropout):
-    [B, N + W], the batch's own items first. By default one call over the widened items; models
-    whose pass is shared per user (CDAE) score the lists more cheaply."""
-    items = tf.concat([tf.cast(inputs["item"], tf.int32), tf.cast(lists, tf.int32)], axis=1)
-    return self({**inputs, "item": items}, training=training)
-
-  def lists_as_pairs(self, width):
-    """True when lists of static `width`, mostly padding, are cheaper scored in the training pass
-    as their valid entries only (`call_with_pairs`) than as a dense [B, W] block. False unless a
-    model says otherwise."""
-    return False
-
-  def call_with_pairs(self, inputs, lists, where, training=False):
-    """`call_with_lists` keeping only the entries of `lists` [B, W] at `where` [P, 2] (row,
-    column; `tf.where` of the valid mask): (own [B, N], pair scores [P]). By default the dense
-    pass, then those entries; models whose `lists_as_pairs` can be true score only them."""
-    own = inputs["item"].shape[1]
-    y = self.call_with_lists(inputs, lists, training=training)
-    return y[:, :own], tf.gather_nd(y[:, own:], where)
 
   def attach(self, dataset):
     """Stores what the model scores from besides its weights (CDAE: users' training rows; Caser:

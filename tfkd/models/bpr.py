@@ -16,10 +16,11 @@ import tensorflow as tf
 
 from tfkd.models import ops
 from tfkd.models.base import Recommender, sampled_bpr_loss
+from tfkd.models.lists import ListScoring
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
-class BPR(Recommender):
+class BPR(ListScoring, Recommender):
   """Matrix factorisation trained with the BPR pairwise loss."""
 
   factored = True

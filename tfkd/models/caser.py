@@ -25,6 +25,7 @@ import tensorflow as tf
 from tfkd.data import pipelines
 from tfkd.models import ops
 from tfkd.models.base import Recommender
+from tfkd.models.lists import ListScoring
 
 
 def sequences(dataset, seq_len):
@@ -55,7 +56,7 @@ def _valid_positions(L, n_h):
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
-class Caser(Recommender):
+class Caser(ListScoring, Recommender):
   """Convolutional sequence embedding over the last L items, plus a user embedding."""
 
   factored = True

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from tfkd.models import ops
 from tfkd.models.base import Recommender
+from tfkd.models.lists import ListScoring
 
 # How a batch's (corrupted) rows meet W. Sparse: a sparse [B, num_items] x dense product, whose
 # forward and gradient into W cost a constant per (row entry x dim); dense: the rows scattered
@@ -32,7 +33,7 @@ DENSE_INPUT_MAX_CELLS = 1 << 26
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
-class CDAE(Recommender):
+class CDAE(ListScoring, Recommender):
   """Denoising auto-encoder over a user's interaction row, with a per-user input node."""
 
   factored = True

@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from tfkd.models.base import Recommender, sampled_bpr_loss, sampled_log_loss
+from tfkd.models.lists import ListScoring
 
 LOSSES = ("bce", "bpr")
 TOWERS = ("both", "gmf", "mlp")
@@ -66,7 +67,7 @@ _chunked_cross_xla = tf.function(_chunked_cross, jit_compile=True, reduce_retrac
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
-class NeuMF(Recommender):
+class NeuMF(ListScoring, Recommender):
   """GMF and MLP towers fused by one output layer."""
 
   def __init__(self, num_users, num_items, dim=20, hidden=None, l2=0.0, loss="bce",
