@@ -81,3 +81,13 @@ def test_offline_error_says_where_to_put_the_file(tmp_path, monkeypatch):
 def test_unknown_dataset():
   with pytest.raises(DataError, match="unknown dataset 'nope'; expected one of"):
     load_dataset("nope")
+
+
+def test_derrd_split_fails_only_the_check_its_spec_accepts():
+  """As published, 257 validation and 258 test items have no training row; nothing else."""
+  from tfkd.data import checks
+  shared_file("citeulike/derrd_loo/train.tsv")
+  d = load_dataset("citeulike-derrd", data_dir=SHARED_DATA, num_candidates=0)
+  found = {name: count for name, (count, _) in checks.find(d).items()}
+  assert found == {"overlap": 0, "same_item": 0, "unseen_user": 0, "unseen_item": 515}
+  assert catalog.CATALOG["citeulike-derrd"].accept == ("unseen_item",)

@@ -77,3 +77,41 @@ def test_bad_data_through_catalog_leaves_no_cache(tmp_path):
   with pytest.raises(DataError, match=r"users.dat:2: expected an integer item id, got 'x'"):
     catalog.load_dataset("citeulike", data_dir=data_dir, cache_dir=str(cache))
   assert not cache.exists() or not any(cache.rglob("*.npz"))
+
+
+@pytest.mark.parametrize("text, columns", [
+    ("user,item\n1,2\n3,4\n", ("user", "item")),
+    ("userId,movieId,rating\n1,2,5\n3,4,4\n", ("user", "item", "rating")),  # 'rating' fails
+])
+def test_a_header_read_as_data_is_named(tmp_path, text, columns):
+  path = write(tmp_path, "r.csv", text)
+  with pytest.raises(DataError) as e:
+    readers.read_delimited(path, columns=columns, sep=",", integer_ids=False)
+  assert str(e.value).startswith(f"{path}:1: looks like a header (")
+  assert str(e.value).endswith("not data: pass --data_header")
+
+
+@pytest.mark.parametrize("text", [
+    "alice,x\nbob,y\n",  # string ids throughout: data
+    "7,x\n8,y\n",
+    "user,item\n",  # no other row to compare with
+])
+def test_a_first_row_like_the_others_is_data(tmp_path, text):
+  log = readers.read_delimited(write(tmp_path, "r.csv", text), columns=("user", "item"),
+                               sep=",", integer_ids=False)
+  assert len(log) == text.count("\n")
+
+
+@pytest.mark.parametrize("text, sep, flag", [
+    ("u1\ti1\nu2\ti2\n", ",", "--data_sep=tab"),
+    ("u1,i1\nu2,i2\n", "\t", "--data_sep=comma"),
+    ("u1;i1\nu2;i2\n", ",", "--data_sep=';'"),
+])
+def test_a_wrong_separator_names_the_flag(tmp_path, text, sep, flag):
+  path = write(tmp_path, "r.txt", text)
+  with pytest.raises(DataError, match=r"r.txt:1: expected 2 fields \(user, item\), got 1; the "
+                                      r"line is one field holding"):
+    readers.read_delimited(path, columns=("user", "item"), sep=sep, integer_ids=False)
+  with pytest.raises(DataError) as e:
+    readers.read_delimited(path, columns=("user", "item"), sep=sep, integer_ids=False)
+  assert str(e.value).endswith(f"pass {flag}")

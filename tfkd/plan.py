@@ -42,6 +42,8 @@ def _data(config):
   spec = config.dataset_kwargs.get("spec") or catalog.CATALOG.get(name)
   if spec is None:
     return f"{name} (generated)"
+  if all(os.path.isabs(f.relpath) for f in spec.files):  # the user's own files
+    return f"{name}: {', '.join(f.relpath for f in spec.files)}"
   home, missing = sources.locate(spec.files, config.data_dir, name)
   if not missing:
     return f"{name}: source files in {home}"

@@ -10,49 +10,24 @@ from absl import app, flags, logging
 import dataclasses
 
 from tfkd import io, models, optimizers, plan, training
-from tfkd.data import catalog, recipes
+from tfkd.data import flags as data_flags
 from tfkd.errors import TfkdError
 
 FLAGS = flags.FLAGS
 
 
 def define_common_flags(fv=FLAGS):
-  """The flags of every trainer, defined on `fv` (FLAGS, or a private FlagValues).
+  """The flags of every trainer, defined on `fv` (FLAGS, or a private FlagValues): the dataset
+  flags of `tfkd.data.flags`, then the training flags.
 
   Idempotent: every entry point defines them, and tests import several entry points.
   """
-  if "dataset" in fv:
+  data_flags.define_data_flags(fv)
+  if "workdir" in fv:
     return
   d = dict(flag_values=fv)
-  flags.DEFINE_enum("dataset", "citeulike-derrd", catalog.names(), "Dataset: "
-                    + "; ".join(f"{name}, {spec.description}" for name, spec in
-                                sorted(catalog.CATALOG.items()))
-                    + " (each downloaded from a pinned URL, md5-checked, on first use); "
-                    "synthetic, generated; file, --data_file.", **d)
-  flags.DEFINE_string("data_dir", None, "First directory searched for source data files "
-                      f"(then ${catalog.DATA_DIR_ENV}, then the tfkd cache).", **d)
-  flags.DEFINE_string("data_file", None, "With --dataset=file: the delimited file to read.", **d)
-  flags.DEFINE_list("data_columns", ["user", "item", "rating", "timestamp"],
-                    "With --dataset=file: column names in file order (user and item required; "
-                    "other names are ignored); ignored with --data_header.", **d)
-  flags.DEFINE_string("data_sep", "comma", "With --dataset=file: delimiter (comma, tab, "
-                      "whitespace, or the character itself).", **d)
-  flags.DEFINE_bool("data_header", False, "With --dataset=file: the first line names the "
-                    "columns.", **d)
-  flags.DEFINE_float("min_rating", None, "Recipe: keep rows rated at least this (default: "
-                     "the catalog's recipe).", **d)
-  flags.DEFINE_integer("min_user_interactions", None, "Recipe: drop users with fewer items.",
-                       lower_bound=0, **d)
-  flags.DEFINE_integer("min_item_interactions", None, "Recipe: drop items with fewer users.",
-                       lower_bound=0, **d)
-  flags.DEFINE_bool("kcore", None, "Recipe: repeat the user/item filters until stable.", **d)
-  flags.DEFINE_enum("split", None, ["random", "timestamp"], "Leave-one-out split (default: "
-                    "the catalog's).", **d)
   flags.DEFINE_string("workdir", None, "Output directory (checkpoint, flags, logs, metrics).", **d)
   flags.DEFINE_integer("seed", 0, "Seed of initialisation and sampling.", **d)
-  flags.DEFINE_integer("split_seed", 0, "Seed of the random split and evaluation candidates.", **d)
-  flags.DEFINE_integer("num_candidates", 499, "Unobserved items per user for the sampled "
-                       "protocol.", lower_bound=0, **d)
   flags.DEFINE_integer("epochs", 500, "Maximum number of epochs.", lower_bound=1, **d)
   flags.DEFINE_integer("batch_size", 1024, "Training batch size.", lower_bound=1, **d)
   flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0.0, **d)
@@ -150,29 +125,10 @@ def cutoffs(fv=FLAGS):
   return values
 
 
-_SEPARATORS = {"comma": ",", "tab": "\t", "whitespace": None, "space": " "}
-
-
 def dataset_kwargs(fv=FLAGS):
-  """load_dataset's spec / recipe / split overrides from the data flags."""
-  kwargs = {}
-  if fv.dataset == catalog.FILE:
-    if not fv.data_file:
-      raise TfkdError("--dataset=file needs --data_file")
-    kwargs["spec"] = catalog.file_spec(
-        fv.data_file, None if fv.data_header else fv.data_columns,
-        _SEPARATORS.get(fv.data_sep, fv.data_sep), fv.data_header, split=fv.split or "random")
-  elif fv.data_file:
-    raise TfkdError(f"--data_file is only read with --dataset=file, not --dataset={fv.dataset}")
-  overrides = {name: getattr(fv, name) for name in
-               ("min_rating", "min_user_interactions", "min_item_interactions", "kcore")
-               if getattr(fv, name) is not None}
-  if overrides:
-    spec = catalog.CATALOG.get(fv.dataset)
-    kwargs["recipe"] = dataclasses.replace(spec.recipe if spec else recipes.Recipe(), **overrides)
-  if fv.split:
-    kwargs["split"] = fv.split
-  return kwargs
+  """load_dataset's spec / recipe / split / accept arguments from the data flags
+  (`tfkd.data.flags`, shared with `python -m tfkd.data.inspect`)."""
+  return data_flags.dataset_kwargs(fv)
 
 
 def train_config(fv=FLAGS, cls=training.TrainConfig, **extra):
@@ -273,16 +229,36 @@ def run(argv, make_config, job):
     config = make_config()
     config.validate()
     print(plan.describe(config), flush=True)
+    # The data first: a bad input stops the run before anything is written to the workdir.
+    summary = training.config_dataset(config).summary()
     if FLAGS.dry_run:
-      print(training.config_dataset(config).summary())
+      print(summary)
       print("dry run: data prepared, nothing trained")
       return None
+    created = not os.path.exists(config.workdir)
     training.prepare_workdir(config.workdir)
     write_flags(config.workdir)
-    metrics = job(config)
+    try:
+      metrics = job(config)
+    except TfkdError:
+      if created:
+        _remove_if_unused(config.workdir)
+      raise
   print("test: " + " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics["test"].items())))
   print(f"wrote {os.path.join(config.workdir, training.METRICS_FILE)}")
   return metrics
+
+
+def _remove_if_unused(workdir):
+  """Removes a workdir this run created when the run failed before writing anything but its
+  flags.txt (empty directories aside): a refused input leaves no workdir behind."""
+  files = [os.path.join(d, f) for d, _, names in os.walk(workdir) for f in names]
+  if files and files != [os.path.join(workdir, "flags.txt")]:
+    return
+  for path in files:
+    os.unlink(path)
+  for d, _, _ in sorted(os.walk(workdir), key=lambda entry: -len(entry[0])):
+    os.rmdir(d)
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from tfkd import io
-from tfkd.data.splits import NO_ITEM
+from tfkd.data.splits import NO_ITEM, sample_candidates
 from tfkd.errors import DataError
 
 
@@ -71,8 +71,13 @@ class Dataset:
   def item_popularity(self):
     return np.bincount(self.train_items, minlength=self.num_items)
 
+  @property
+  def num_interactions(self):
+    """Training rows plus held-out items."""
+    return self.num_train + int((self.valid_items >= 0).sum() + (self.test_items >= 0).sum())
+
   def summary(self):
-    n = self.num_train + int((self.valid_items >= 0).sum()) + int((self.test_items >= 0).sum())
+    n = self.num_interactions
     return (f"{self.name}: {self.num_users} users, {self.num_items} items, {n} interactions "
             f"({self.num_train} train), {self.num_candidates} candidates per user")
 
@@ -109,6 +114,20 @@ def validate(dataset: Dataset, source=""):
       raise DataError(f"{where}: {what} id {bad} outside the catalog of {size}")
   if len(np.unique(dataset.train_users)) == 0:
     raise DataError(f"{where}: no training interactions")
+
+
+def add_candidates(dataset: Dataset, split_seed=0, num_candidates=499) -> Dataset:
+  """Sets `dataset.candidates`: `num_candidates` sampled-evaluation candidates per user, drawn
+  with seed `split_seed + 1` among the items the user never interacted with."""
+  valid, test = dataset.valid_items, dataset.test_items
+  seen_u = np.concatenate([dataset.train_users, np.flatnonzero(valid >= 0),
+                           np.flatnonzero(test >= 0)])
+  seen_i = np.concatenate([dataset.train_items, valid[valid >= 0], test[test >= 0]])
+  order = np.argsort(seen_u, kind="stable")
+  indptr = np.concatenate([[0], np.cumsum(np.bincount(seen_u, minlength=dataset.num_users))])
+  dataset.candidates = sample_candidates(dataset.num_items, indptr, seen_i[order],
+                                         num_candidates, seed=split_seed + 1)
+  return dataset
 
 
 def default_cache_dir():

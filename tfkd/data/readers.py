@@ -97,10 +97,14 @@ def read_delimited(
     sep: the delimiter; None splits on any whitespace.
     header: whether the first line names the columns.
     integer_ids: require user and item ids to be non-negative integers.
+
+  Without `header`, a first row whose ids are not numbers while every other row's are is refused
+  as a header read as data; a line that is one field holding a tab, a comma, ... names the
+  `--data_sep` that splits it.
   """
-  users, items, ratings, timestamps = [], [], [], []
+  rows = _Rows(path)
   names = list(columns) if columns is not None else None
-  positions = None
+  positions, first = None, None  # first: (line, fields, its DataError or None) without header
   for number, line in _lines(path):
     if not line:
       continue
@@ -112,33 +116,99 @@ def read_delimited(
         raise DataError(f"{path}: no column names given and header=False")
       missing = [c for c in (USER, ITEM) if c not in names]
       if missing:
-        raise DataError(
-            f"{path}:{number}: missing column(s) {', '.join(missing)}; columns are {names}")
+        raise DataError(f"{path}:{number}: missing column(s) {', '.join(missing)}; columns are "
+                        f"{names}{_sep_hint(fields)}")
       positions = {c: names.index(c) for c in KNOWN_COLUMNS if c in names}
       if header:
         continue
+    try:
+      rows.add(fields, names, positions, integer_ids, number)
+    except DataError as e:
+      if header or first is not None:
+        raise (first[2] if first and first[2] else e) from None
+      first = (number, fields, e)  # decided at the end: a header, or this error
+      continue
+    if first is None and not header:
+      first = (number, fields, None)
+  if first is not None and first[2] is not None and not rows.users:
+    raise first[2]
+  log = rows.log()
+  if first is not None:
+    _refuse_header_as_data(path, first, positions, log)
+  return log
+
+
+def _sep_hint(fields):
+  """'; the line is one field holding tabs: pass --data_sep=tab' when it looks split wrongly."""
+  if len(fields) == 1:
+    for char, what, flag in (("\t", "tabs", "tab"), (",", "commas", "comma"),
+                             (";", "semicolons", "';'"), ("|", "bars", "'|'"),
+                             (" ", "spaces", "whitespace")):
+      if char in fields[0]:
+        return f"; the line is one field holding {what}: pass --data_sep={flag}"
+  return ""
+
+
+def _is_number(token):
+  try:
+    float(token)
+    return True
+  except ValueError:
+    return False
+
+
+def _refuse_header_as_data(path, first, positions, log):
+  """Raises when the first row's ids are not numbers while every other row's are; else raises
+  the first row's own error, if it had one."""
+  number, fields, error = first
+  ids = [fields[p] for p in (positions[USER], positions[ITEM]) if p < len(fields)]
+  skip = 0 if error else 1  # the first row is in `log` when it parsed
+  rest = (log.users[skip:], log.items[skip:])
+  if (len(rest[0]) and not all(_is_number(t) for t in ids)
+      and all(np.char.isdigit(np.char.lstrip(a, "-")).all() for a in rest)):
+    raise DataError(f"{path}:{number}: looks like a header ({', '.join(fields)}), not data: "
+                    "pass --data_header")
+  if error:
+    raise error
+
+
+class _Rows:
+  """The columns of a delimited file as they are read."""
+
+  def __init__(self, path):
+    self.path = path
+    self.users, self.items, self.ratings, self.timestamps = [], [], [], []
+
+  def add(self, fields, names, positions, integer_ids, number):
+    path = self.path
     if len(fields) != len(names):
-      raise DataError(
-          f"{path}:{number}: expected {len(names)} fields ({', '.join(names)}), got {len(fields)}")
+      raise DataError(f"{path}:{number}: expected {len(names)} fields ({', '.join(names)}), got "
+                      f"{len(fields)}{_sep_hint(fields)}")
     user, item = fields[positions[USER]], fields[positions[ITEM]]
     if integer_ids:
       user = str(_int(user, path, number, "user id"))
       item = str(_int(item, path, number, "item id"))
-    users.append(user)
-    items.append(item)
-    if RATING in positions:
-      ratings.append(_float(fields[positions[RATING]], path, number, RATING))
-    if TIMESTAMP in positions:
-      timestamps.append(_float(fields[positions[TIMESTAMP]], path, number, TIMESTAMP))
-  if not users:
-    raise DataError(f"{path}: no interaction records after the header")
-  return RawLog(
-      np.asarray(users, dtype=str),
-      np.asarray(items, dtype=str),
-      np.asarray(ratings, dtype=np.float64) if ratings else None,
-      np.asarray(timestamps, dtype=np.float64) if timestamps else None,
-      source=os.fspath(path),
-  )
+    rating = (_float(fields[positions[RATING]], path, number, RATING)
+              if RATING in positions else None)
+    stamp = (_float(fields[positions[TIMESTAMP]], path, number, TIMESTAMP)
+             if TIMESTAMP in positions else None)
+    self.users.append(user)
+    self.items.append(item)
+    if rating is not None:
+      self.ratings.append(rating)
+    if stamp is not None:
+      self.timestamps.append(stamp)
+
+  def log(self):
+    if not self.users:
+      raise DataError(f"{self.path}: no interaction records after the header")
+    return RawLog(
+        np.asarray(self.users, dtype=str),
+        np.asarray(self.items, dtype=str),
+        np.asarray(self.ratings, dtype=np.float64) if self.ratings else None,
+        np.asarray(self.timestamps, dtype=np.float64) if self.timestamps else None,
+        source=os.fspath(self.path),
+    )
 
 
 def read_movielens(path) -> RawLog:

@@ -50,7 +50,7 @@ class Prepared:
     return len(self.item_raw_ids)
 
 
-def _first_appearance_codes(values):
+def first_appearance_codes(values):
   """Codes by order of first appearance, and the unique values in that order."""
   uniques, first, inverse = np.unique(values, return_index=True, return_inverse=True)
   order = np.argsort(first, kind="stable")
@@ -70,8 +70,8 @@ def prepare(log: RawLog, recipe: Recipe) -> Prepared:
   stamps = log.timestamps[keep] if log.timestamps is not None else None
 
   # Collapse duplicate pairs, keeping the earliest timestamp (file order when there is none).
-  u_code, _ = _first_appearance_codes(users)
-  i_code, _ = _first_appearance_codes(items)
+  u_code, _ = first_appearance_codes(users)
+  i_code, _ = first_appearance_codes(items)
   order = np.arange(len(users))
   if stamps is not None:
     order = np.lexsort((order, stamps))
@@ -94,6 +94,6 @@ def prepare(log: RawLog, recipe: Recipe) -> Prepared:
       break
   if len(users) == 0:
     raise DataError(f"{log.source}: no interactions left after the recipe {recipe.to_dict()}")
-  u, user_raw = _first_appearance_codes(users)
-  i, item_raw = _first_appearance_codes(items)
+  u, user_raw = first_appearance_codes(users)
+  i, item_raw = first_appearance_codes(items)
   return Prepared(u.astype(np.int32), i.astype(np.int32), stamps, user_raw, item_raw)
