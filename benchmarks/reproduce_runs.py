@@ -12,6 +12,7 @@ another identity is `mismatched` (listed, neither run nor reported, replaced wit
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -172,7 +173,9 @@ class Planner:
     trainer = run.trainer or ("trainers.distill" if any(a.startswith("--method=")
                                                          for a in expand(base))
                               else "trainers.train")
-    passed = [a for a in self.passthrough if self._accepts(trainer, a)] if run.passthrough else []
+    method = _method(expand(base)) if trainer == "trainers.distill" else None
+    passed = ([a for a in self.passthrough if self._accepts(trainer, a, method)]
+              if run.passthrough else [])
     group = "shared" if run.shared else self.experiment
     workdir = os.path.join(self.root, group, run.name, f"seed{seed}")
     args = [*base, *passed, f"--seed={seed}", f"--workdir={workdir}", *dep_args]
@@ -184,10 +187,29 @@ class Planner:
     self.jobs[(run.name, seed)] = job
     return job
 
-  def _accepts(self, trainer, arg):
+  def _accepts(self, trainer, arg, method=None):
+    """Whether `trainer` takes `arg`; a distillation run does not take another method's settings
+    (trainers.distill refuses them), so `--dcd_top` reaches the DCD runs and not the RRD ones."""
     known = self.trainer_flags.get(trainer, {})
     name = arg[2:].split("=", 1)[0]
+    if method is not None and flag_name(arg) in foreign_method_flags(method):
+      return False
     return name in known or (name.startswith("no") and known.get(name[2:]) is True)
+
+
+def _method(args):
+  methods = [a.split("=", 1)[1] for a in args if a.startswith("--method=")]
+  return methods[-1] if methods else None
+
+
+@functools.lru_cache(maxsize=None)
+def foreign_method_flags(method):
+  """The flags of every other registered method's settings that `method`'s do not share."""
+  from tfkd import config_flags, distill  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  names = {m: config_flags.flag_names(c.config_class, c.flag_prefix)
+           for m, c in distill.METHODS.items()}
+  own = names.get(method, set())
+  return frozenset(set().union(*names.values()) - own)
 
 
 def read_json(path):

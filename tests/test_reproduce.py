@@ -338,3 +338,16 @@ def test_real_command_killed_after_its_first_run_resumes(tmp_path):
   ax = out.section.figures["cd_fig6"].axes[0]
   assert [l.get_label() for l in ax.lines] == ["Student", "CD-TG", "CD-SG", "teacher (test)"]
   np.testing.assert_allclose(ax.lines[0].get_ydata(), [curve[1], curve[2]])
+
+
+def test_a_method_setting_reaches_only_the_runs_of_that_method(tmp_path):
+  """trainers.distill refuses another method's flags, so a passed-through --dcd_top goes to the
+  DCD runs of dcd_fig1a and not to its RRD run (nor to the teacher)."""
+  trainer_flags = {**TRAINER_FLAGS,
+                   "trainers.distill": dict(TRAINER_FLAGS["trainers.distill"], dcd_top=False)}
+  reproduce.reproduce("dcd_fig1a", root=str(tmp_path / "runs"), report=str(tmp_path / "R.md"),
+                      launcher=Stub(), poll_seconds=0, trainer_flags=trainer_flags,
+                      say=[].append, seeds=(0,), passthrough=["--dcd_top=30"])
+  rrd, dcd = (read_metrics(tmp_path, r, 0, file="run.json") for r in ("bpr_rrd", "bpr_dcd"))
+  assert "--dcd_top=30" in dcd["identity"]["flags"]
+  assert "--dcd_top=30" not in rrd["identity"]["flags"]
