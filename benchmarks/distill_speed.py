@@ -16,6 +16,19 @@ This VM's speed drifts by tens of percent from one process to the next, so one p
 method proves little: `--repeats=R` runs every (method, `--jit_compile` setting) R times,
 interleaved (`--jit_compile=both` times each method plainly and XLA-compiled), and each row gives
 the median of the R processes' medians with their range.
+
+DCD's refresh options (`--dcd_refresh_backend`, `--dcd_draws`, `--dcd_background`, any DCD flag of
+`trainers.distill`) are timed as variants: each `--dcd_extra` is one, a comma-separated list of
+DCD flags applied after the script's own (an empty value: the defaults), interleaved with the
+others, e.g. to time the refresh before against after:
+
+  python benchmarks/distill_speed.py --data_dir=../shared/data --methods=dcd \
+      --dcd_candidates=union --refresh_every=1 --epochs=3 \
+      --dcd_extra= --dcd_extra=--dcd_draws=numpy,--dcd_background
+
+The refresh columns give the seconds the refresh holds the training thread (for a background
+refresh: taking the scores at its epoch's start and waiting for the worker at its end; the whole
+epoch, waits included, is timed) and, for a background refresh, the worker thread's seconds.
 """
 
 import json
@@ -47,6 +60,9 @@ flags.DEFINE_integer("repeats", 1, "Processes per (method, jit setting), interle
 flags.DEFINE_list("list_pairs", ["0"], "RRD / DCD: trainers.distill's --list_pairs (lists of "
                   "the batch's first N pairs' users and items; 0: all); several values are "
                   "timed interleaved.")
+flags.DEFINE_multi_string("dcd_extra", [""], "DCD: comma-separated DCD flags of one variant "
+                          "(e.g. --dcd_draws=numpy,--dcd_background); repeat to time several, "
+                          "interleaved; empty: the defaults.")
 flags.DEFINE_string("one", None, "Internal: time one method in this process, print JSON.")
 FLAGS = flags.FLAGS
 
@@ -56,7 +72,7 @@ def time_one(method):
 
   from tfkd import models, optimizers, training
   from tfkd.data import load_dataset
-  from tfkd.distill import DCDConfig, Distiller, RRDConfig, dcd, rrd, teacher as teacher_lib
+  from tfkd.distill import Distiller, RRDConfig, dcd, rrd, teacher as teacher_lib
 
   pairs = int(FLAGS.list_pairs[0])
   dataset = load_dataset("citeulike-derrd", data_dir=FLAGS.data_dir)
@@ -75,43 +91,36 @@ def time_one(method):
     if method == "rrd":
       m = rrd.RRD(RRDConfig(list_pairs=pairs))
     else:
-      m = dcd.DCD(DCDConfig(rrd=RRDConfig(list_pairs=pairs), candidates=FLAGS.dcd_candidates,
-                            item_weight=0.0 if method == "dcd_user" else 1e-4,
-                            refresh_every=FLAGS.refresh_every,
-                            cache_bytes=FLAGS.dcd_cache_mb << 20,
-                            chunk_size=FLAGS.chunk_size))
+      m = dcd.DCD(dcd_config(method, pairs, FLAGS.dcd_extra[0]))
     knowledge = {"user_topk": teacher_lib.user_topk(teacher, dataset, m.user_k),
                  "item_topk": teacher_lib.item_topk(teacher, dataset, m.item_k)
                  if m.item_k else None}
     m.setup(dataset, student, teacher, knowledge)
     fit_model = Distiller(student, teacher, m)
     fit_model.declare_parts()
-    callbacks = m.callbacks()
+    # The Distiller's own callback objects: `fit` adds those it is not given, so fresh ones from
+    # `m.callbacks()` would run every refresh (and RRD redraw) twice.
+    callbacks = list(fit_model.method_callbacks)
   setup_seconds = time.time() - start
   fit_model.compile(optimizer=optimizers.get("adam", 1e-3),  # what the trainers run
                     steps_per_execution=32, jit_compile=FLAGS.jit_compile == "true")
 
-  class Timer(keras.callbacks.Callback):
-    """Wall time of every epoch, from before the method's callbacks to its end."""
-
-    def __init__(self):
-      super().__init__()
-      self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-      self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-      self.times.append(time.perf_counter() - self.start)
-
-  timer = Timer()
+  times, start = [], []
+  # Wall time of every epoch, from before the method's callbacks at its start to after them at
+  # its end (where a background refresh is waited for).
+  begin = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: start.append(
+      time.perf_counter()))
+  end = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: times.append(
+      time.perf_counter() - start[-1]))
   # One warm-up epoch (tracing), then the timed ones, in one fit as in real training.
   fit_model.fit(data, epochs=1 + FLAGS.epochs, verbose=0, shuffle=False,
-                callbacks=[timer, *callbacks])
-  # The timer runs first: an epoch's time includes the RRD redraw and, at a DCD refresh epoch,
-  # the refresh (both at the epoch's start); the refresh is subtracted from its epoch.
-  refreshed = {r["epoch"]: r["refresh_seconds"] for r in getattr(m, "refreshes", [])}
-  steps = [t - refreshed.get(e, 0.0) for e, t in enumerate(timer.times)][1:]
+                callbacks=[begin, *callbacks, end])
+  # An epoch's time includes the RRD redraw and, at a DCD refresh epoch, the refresh's time on
+  # the training thread, which is subtracted from its epoch.
+  records = getattr(m, "refreshes", [])
+  refreshed = {r["epoch"]: r["refresh_seconds"] for r in records}
+  worker = [r["background_seconds"] for r in records if "background_seconds" in r]
+  steps = [t - refreshed.get(e, 0.0) for e, t in enumerate(times)][1:]
   # The warm-up epoch's refresh is the first: with union candidates it also builds the teacher's
   # kept ranks, a one-off reported apart; the median is over the later refreshes.
   first = refreshed.get(0, 0.0)
@@ -119,7 +128,10 @@ def time_one(method):
   step = statistics.median(steps)
   ref = statistics.median(refreshes) if refreshes else 0.0
   return {"method": method, "list_pairs": pairs, "steps_s": round(step, 3),
-          "refresh_s": round(ref, 3), "epoch_s": round(step + ref / FLAGS.refresh_every, 3),
+          "refresh_s": round(ref, 3),
+          "worker_s": round(statistics.median(worker), 3) if worker else 0.0,
+          "epoch_wall_s": round(statistics.median(times[1:]), 3),
+          "epoch_s": round(step + ref / FLAGS.refresh_every, 3),
           "first_refresh_s": round(first, 3), "setup_s": round(setup_seconds, 2),
           "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
 
@@ -134,28 +146,49 @@ def main(argv):
   for _ in range(FLAGS.repeats):
     for method in FLAGS.methods:
       for pairs in FLAGS.list_pairs if method != "student" else ["0"]:
-        for jit in settings:
-          runs.setdefault((method, pairs, jit), []).append(run_one(method, pairs, jit))
-  print(f"| method | list pairs | XLA | training steps s/epoch | refresh s (every "
-        f"{FLAGS.refresh_every} epochs) | epoch s, refresh amortized (range) | first refresh s | "
-        "setup s (teacher rankings) | peak RSS GB |")
-  print("|---|---|---|---|---|---|---|---|---|")
-  for (method, pairs, jit), rs in runs.items():
+        for extra in FLAGS.dcd_extra if method.startswith("dcd") else [""]:
+          for jit in settings:
+            runs.setdefault((method, pairs, extra, jit), []).append(
+                run_one(method, pairs, jit, extra))
+  print(f"| method | DCD options | list pairs | XLA | training steps s/epoch | refresh s on the "
+        f"training thread (every {FLAGS.refresh_every} epochs) | background s | epoch s, "
+        "refresh amortized (range) | epoch wall s | first refresh s | setup s (teacher "
+        "rankings) | peak RSS GB |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+  for (method, pairs, extra, jit), rs in runs.items():
     med = lambda key: round(statistics.median(r[key] for r in rs), 3)
     epochs = [r["epoch_s"] for r in rs]
     spread = f" ({min(epochs)}-{max(epochs)})" if len(rs) > 1 else ""
     lists = pairs if pairs != "0" else "all"
-    print(f"| {method} | {lists} | {'yes' if jit == 'true' else 'no'} | {med('steps_s')} | "
-          f"{med('refresh_s')} | {med('epoch_s')}{spread} | {med('first_refresh_s')} | "
-          f"{med('setup_s')} | {med('peak_rss_gb')} |")
+    print(f"| {method} | {extra.replace(',', ' ') or '-'} | {lists} | "
+          f"{'yes' if jit == 'true' else 'no'} | {med('steps_s')} | {med('refresh_s')} | "
+          f"{med('worker_s')} | {med('epoch_s')}{spread} | {med('epoch_wall_s')} | "
+          f"{med('first_refresh_s')} | {med('setup_s')} | {med('peak_rss_gb')} |")
 
 
-def run_one(method, pairs, jit):
+def dcd_config(method, pairs, extra):
+  """The timed DCD config as trainers.distill reads it: the script's settings, then `extra`'s
+  comma-separated DCD flags (which may override them)."""
+  from tfkd import distill
+
+  fv = flags.FlagValues()
+  flags.DEFINE_integer("seed", 0, "", flag_values=fv)
+  flags.DEFINE_integer("knowledge_chunk_size", FLAGS.chunk_size, "", flag_values=fv)
+  flags.DEFINE_integer("refresh_every", FLAGS.refresh_every, "", flag_values=fv)
+  distill.define_flags(fv)
+  fv(["distill_speed", f"--list_pairs={pairs}", f"--dcd_candidates={FLAGS.dcd_candidates}",
+      f"--dcd_cache_mb={FLAGS.dcd_cache_mb}",
+      *(["--dcd_item_weight=0"] if method == "dcd_user" else []),
+      *(a for a in extra.split(",") if a)])
+  return distill.config_from_flags("dcd", fv)
+
+
+def run_one(method, pairs, jit, extra=""):
   args = [sys.executable, __file__, f"--one={method}", f"--epochs={FLAGS.epochs}",
           f"--list_pairs={pairs}",
           f"--refresh_every={FLAGS.refresh_every}", f"--jit_compile={jit}",
           f"--dcd_candidates={FLAGS.dcd_candidates}", f"--dcd_cache_mb={FLAGS.dcd_cache_mb}",
-          f"--chunk_size={FLAGS.chunk_size}"]
+          f"--chunk_size={FLAGS.chunk_size}", f"--dcd_extra={extra}"]
   if FLAGS.data_dir:
     args.append(f"--data_dir={FLAGS.data_dir}")
   if FLAGS.teacher_dir:

@@ -227,13 +227,13 @@ def test_union_teacher_ranks_are_not_kept_beyond_the_budget(tiny):
 def test_refresh_scored_in_slices_draws_the_same_lists(tiny, candidates, monkeypatch):
   """A chunk's rows scored and ranked in slices of a few rows (less memory) give the lists,
   validity and gaps of the whole chunk at once, with the sampled (not deterministic) draws."""
-  from tfkd.distill import dcd as dcd_module
+  from tfkd.distill import dcd_side
   rng = np.random.default_rng(5)
   shape = (tiny.num_users, tiny.num_items)
   t, s = (rng.normal(size=shape).astype(np.float32) for _ in range(2))
   runs = []
   for score_bytes in (1 << 30, 3 * max(shape) * 4):  # whole chunks; ~3 rows per slice
-    monkeypatch.setattr(dcd_module, "_SCORE_BYTES", score_bytes)
+    monkeypatch.setattr(dcd_side, "_SCORE_BYTES", score_bytes)
     method, _ = setup_dcd(tiny, t, s, candidates=candidates)
     method.config.deterministic = False
     method.refresh(0)

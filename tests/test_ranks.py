@@ -132,3 +132,46 @@ def test_final_rank_gaps_reads_the_top_of_deeper_knowledge(tiny):
   assert got == pytest.approx(expected, rel=1e-6)
   assert ranks.gap_depths(tiny, top=10 ** 6) == (tiny.num_items, tiny.num_users)
   assert ranks.gap_depths(tiny, top=2) == (2, 2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_device_ranks_match_the_counting_oracle_and_the_host_path(seed):
+  """DCD's device path (`refresh_device.DeviceOps`: tf.sort / tf.math.top_k / tf.searchsorted on
+  tensors) gives the host path's ranks and top columns: rank = entries scoring strictly higher
+  (a NumPy count), top columns as tf.math.top_k's (ties, the -inf tail, -0.0 against 0.0)."""
+  from tfkd.distill import refresh_device
+  rng = np.random.default_rng(seed)
+  rows, cols = 7, int(rng.integers(5, 60))
+  scores = rng.integers(-3, 4, size=(rows, cols)).astype(np.float32)  # many ties
+  scores[rng.random(scores.shape) < 0.3] = -np.inf
+  scores[0] = -np.inf
+  zero = scores == 0
+  scores[zero] = rng.choice(np.array([0.0, -0.0], np.float32), size=zero.sum())
+  queries = np.stack([rng.choice(cols, 4, replace=False) for _ in range(rows)]).astype(np.int32)
+  expected = np.array([[np.sum(scores[b] > scores[b, q]) for q in queries[b]]
+                       for b in range(rows)])
+  device, host = refresh_device.DeviceOps, refresh_device.HostOps
+  on_device = tf.constant(scores)
+  np.testing.assert_array_equal(device.ranks_of(on_device, queries).numpy(), expected)
+  every = np.array([[np.sum(scores[b] > v) for v in scores[b]] for b in range(rows)])
+  np.testing.assert_array_equal(device.all_ranks(on_device), every)
+  np.testing.assert_array_equal(host.all_ranks(scores), every)
+  for k in sorted({1, 3, cols // 2, cols} - {0}):
+    got_ranks, got_top = device.ranks_and_top(on_device, queries, k)
+    host_ranks, host_top = host.ranks_and_top(scores, queries, k)
+    np.testing.assert_array_equal(got_ranks.numpy(), expected)
+    np.testing.assert_array_equal(got_top.numpy(), host_top)
+    np.testing.assert_array_equal(host_ranks, expected)
+  top = queries[:, :3]
+  np.testing.assert_array_equal(device.rank_gaps(on_device, top), host.rank_gaps(scores, top))
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_device_scores_are_the_host_scores_on_the_device(tiny, side):
+  from tfkd.distill import refresh_device
+  matrix = np.random.default_rng(4).normal(size=(tiny.num_users, tiny.num_items))
+  scorer = ranks.SideScorer(tiny, side)
+  rows = np.array([0, 2, 5, 7], np.int32)
+  got = refresh_device.DeviceOps.scores(scorer, FixedScores(matrix), rows)
+  assert isinstance(got, tf.Tensor)
+  np.testing.assert_array_equal(got.numpy(), scorer.scores(FixedScores(matrix), rows))

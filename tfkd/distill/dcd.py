@@ -19,26 +19,48 @@ candidates, which the paper leaves open, is `candidates`:
                  teacher's rows; same ranks either way);
   "all":         every unobserved entry (two full rankings per refresh; slow on large catalogs).
 At every refresh the Fig. 1a measure, mean |R_S - R_T| over the teacher's top-50, is logged.
+
+How a refresh runs (each setting opt-in; the defaults are the original path, same lists):
+  refresh_backend  "numpy": score rows copied to the host, ranked by NumPy (`tfkd.distill.ranks`);
+                   "device": scored, ranked and drawn by TF ops where the scores are (untested on
+                   real GPUs, `tfkd.distill.refresh_device`); "auto": device when TF sees a GPU.
+                   Same ranks and lists either way.
+  draws            "tf": stateless TF ops per chunk; "numpy": one vectorised Gumbel top-k per
+                   chunk with a NumPy generator seeded from the same seed (same distribution,
+                   other random numbers, so other lists).
+  background       every refresh after epoch 0's in two halves. At the start of epoch e the
+                   student's scores are taken on the training thread (the student after epoch
+                   e-1: the weights and seed the inline refresh uses, so the same lists); the
+                   ranking and draws run on a worker thread while epoch e trains, and the lists
+                   are assigned when epoch e ends (before its checkpoint, so a resumed run has
+                   them), in force from epoch e+1. So each refresh's lists come into force one
+                   epoch later than inline: with refresh_every = r, those of the refresh at
+                   epoch k r (k >= 1) are read in epochs k r + 1 .. (k + 1) r instead of
+                   k r .. (k + 1) r - 1, and epoch 0's (inline) in epochs 0 .. r; with r = 1,
+                   epoch e >= 1 reads the lists of the student after epoch e - 2 (inline:
+                   e - 1). Both sides' score rows are held from the epoch's start until ranked
+                   (4 bytes x users x items per side: 1.05 GB on CiteULike).
 """
 
+import concurrent.futures
 import dataclasses
 import time
 
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from tfkd import seeds
 from tfkd.config_flags import check, setting
-from tfkd.distill import base, losses_impl, ranks, rrd, samplers
+from tfkd.distill import base, rrd
+from tfkd.distill.dcd_side import Side
+from tfkd.distill.refresh_device import BACKENDS, resolve
 from tfkd.distill.rrd import RRDConfig
 from tfkd.errors import ConfigError
 
-# A refresh scores and ranks at most this many bytes of float32 score rows at a time (a slice of
-# a chunk of rows: 333 CiteULike users, where a 1,024-user chunk is 103 MB).
-_SCORE_BYTES = 32 << 20
-
 CANDIDATES = ("teacher_top", "union", "all")
+DRAWS = ("tf", "numpy")
+# The background refreshes' thread (one refresh pending at a time).
+_WORKER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcd_refresh")
 
 
 @dataclasses.dataclass
@@ -67,6 +89,16 @@ class DCDConfig:
       "refreshes when that side's ranks fit in this many MiB (2 bytes per entry for catalogs "
       "under 32,768, else 4; 0: score and sort the teacher's rows at every refresh).",
       flag="dcd_cache_mb", scale=1 << 20, lower=0)
+  refresh_backend: str = setting(
+      "numpy", "Where a refresh scores, ranks and draws: numpy (ranks on the host), device (TF "
+      "ops where the scores are; untested on real GPUs), auto (device when TF sees a GPU).",
+      choices=BACKENDS)
+  draws: str = setting("tf", "How a refresh draws M_l / M_h: tf (stateless TF ops per chunk) or "
+                       "numpy (one vectorised Gumbel top-k; same distribution, other lists).",
+                       choices=DRAWS)
+  background: bool = setting(
+      False, "Rank and draw every refresh after epoch 0's on a worker thread while the epoch "
+      "trains; its lists come into force one epoch later (tfkd/distill/dcd.py).")
   seed: int = setting(0, common="seed")
 
   def validate(self):
@@ -80,120 +112,6 @@ class DCDConfig:
     if self.mu <= 0:
       raise ConfigError(f"dcd mu must be positive, got {self.mu}")
     check(self, "dcd")
-
-
-class _Side:
-  """One side's candidate ranks, sampled correction lists and their tf.Variable state."""
-
-  def __init__(self, name, dataset, topk, top, num_under, num_over, config):
-    self.name, self.top, self.config = name, top, config
-    self.num_under, self.num_over = num_under, num_over
-    self.scorer = ranks.SideScorer(dataset, name)
-    if top > self.scorer.num_cols:
-      raise ConfigError(f"dcd: {name}-side top list of {top} exceeds the "
-                        f"{self.scorer.num_cols} columns of the catalog")
-    self.topk = np.asarray(topk)[:, :top].astype(np.int32)
-    pool = {"teacher_top": top, "union": 2 * top, "all": self.scorer.num_cols}[config.candidates]
-    if max(num_under, num_over) > pool:
-      raise ConfigError(f"dcd: {name} side draws {num_under} under- and {num_over} "
-                        f"over-estimated entries from a candidate list of only {pool} "
-                        f"({config.candidates}, top {top})")
-    width = num_under + num_over
-    self.state = tf.Variable(tf.zeros([self.scorer.num_rows, width], tf.int32), trainable=False)
-    self.valid = tf.Variable(tf.zeros([self.scorer.num_rows, width], tf.bool), trainable=False)
-    # union: the teacher's rank of every (row, column), built by the first refresh if it fits.
-    cells = self.scorer.num_rows * self.scorer.num_cols
-    self._rank_dtype = np.int16 if self.scorer.num_cols <= np.iinfo(np.int16).max else np.int32
-    self._cache_ranks = (config.candidates == "union"
-                         and cells * np.dtype(self._rank_dtype).itemsize <= config.cache_bytes)
-    self.teacher_ranks = None
-
-  def _teacher_ranks_of(self, teacher, rows, queries, building):
-    """The teacher's ranks of `queries` [len(rows), Q] in `rows`: from the kept ranks, or by
-    scoring and sorting the teacher's rows (then filling `building`, if given, for later)."""
-    if self.teacher_ranks is not None:  # one gather of the queried entries, no row copy
-      return self.teacher_ranks[rows[:, None], queries].astype(np.int32)
-    t_scores = self.scorer.scores(teacher, rows)
-    if building is None:
-      return ranks.ranks_of(t_scores, queries)
-    every = np.broadcast_to(np.arange(self.scorer.num_cols, dtype=np.int32), t_scores.shape)
-    row_ranks = ranks.ranks_of(t_scores, every)
-    building[rows] = row_ranks
-    return np.take_along_axis(row_ranks, queries, axis=1)
-
-  def _candidates(self, student, teacher, rows, building):
-    """For `rows`: the candidate entries, their teacher and student ranks, which are valid, and
-    |R_S - R_T| over the teacher's top-N (DCD's Fig. 1a)."""
-    c = self.config
-    s_scores = self.scorer.scores(student, rows)
-    top_rows = self.topk[rows]
-    teacher_top = tf.constant(top_rows)
-    if c.candidates == "teacher_top":
-      cand = teacher_top
-      rt = tf.broadcast_to(tf.range(self.top), tf.shape(cand))
-      rs = ranks.ranks_of(s_scores, cand)
-      valid = tf.ones(tf.shape(cand), tf.bool)
-    elif c.candidates == "union":
-      # One sort of each student row gives the teacher-top entries' ranks and its top P.
-      rs_teacher_top, student_top = ranks.ranks_and_top(s_scores, top_rows, self.top)
-      cand = tf.concat([teacher_top, student_top], axis=1)
-      rt_student_top = self._teacher_ranks_of(teacher, rows, student_top, building)
-      rt = tf.concat([tf.broadcast_to(tf.range(self.top), tf.shape(teacher_top)),
-                      rt_student_top], axis=1)
-      rs = tf.concat([rs_teacher_top,
-                      tf.broadcast_to(tf.range(self.top), tf.shape(student_top))], axis=1)
-      # A student-top entry with teacher rank < P is already in the teacher's list.
-      valid = tf.concat([tf.ones(tf.shape(teacher_top), tf.bool), rt_student_top >= self.top], 1)
-    else:
-      t_scores = self.scorer.scores(teacher, rows)
-      cand = tf.broadcast_to(tf.range(self.scorer.num_cols), tf.shape(s_scores))
-      rt, rs = ranks.full_ranks(t_scores), ranks.full_ranks(s_scores)
-      valid = tf.math.is_finite(s_scores)
-    n = min(c.discrepancy_top, self.top)
-    if c.candidates == "all":
-      gap = ranks.rank_gaps(s_scores, teacher_top[:, :n])
-    else:  # the first P candidates are the teacher's list: their ranks are already known
-      gap = ranks.gaps_of(np.asarray(rs)[:, :n])
-    return cand, rt, rs, valid, gap
-
-  def refresh(self, student, teacher, seed):
-    """Recomputes the correction lists; returns mean |R_S - R_T| over the teacher's top-N."""
-    c, gaps = self.config, []
-    states, valids = [], []
-    building = (np.empty((self.scorer.num_rows, self.scorer.num_cols), self._rank_dtype)
-                if self._cache_ranks and self.teacher_ranks is None else None)
-    for rows in ranks.row_chunks(self.scorer.num_rows, c.chunk_size):
-      # The chunk's rows are scored and ranked in slices of at most _SCORE_BYTES of scores (the
-      # peak memory), then sampled together: the draws depend on the chunk alone.
-      slices = -(-len(rows) * self.scorer.num_cols * 4 // _SCORE_BYTES)
-      pieces = list(zip(*(self._candidates(student, teacher, part, building)
-                          for part in np.array_split(rows, slices))))
-      cand, rt, rs, valid = (tf.concat(p, axis=0) for p in pieces[:4])
-      gaps.append(np.concatenate(pieces[4]))
-      state, ok = _sample(cand, rt, rs, valid, c.mu, self.num_under, self.num_over,
-                          tf.constant([seed, int(rows[0])], tf.int64), c.deterministic)
-      states.append(state)
-      valids.append(ok)
-    self.state.assign(tf.concat(states, axis=0))
-    self.valid.assign(tf.concat(valids, axis=0))
-    if building is not None:  # complete: every row was filled
-      self.teacher_ranks = building
-    return float(np.mean(np.concatenate(gaps)))
-
-
-def _sample(cand, rt, rs, valid, mu, num_under, num_over, seed, deterministic):
-  """Draws M_l under-estimated entries (sorted by teacher rank) and M_h over-estimated ones."""
-  validf = tf.cast(valid, tf.float32)
-  under = losses_impl.discrepancy(rs, rt, mu) * validf
-  over = losses_impl.discrepancy(rt, rs, mu) * validf
-  idx_l, ok_l = samplers.weighted_without_replacement(under, num_under, seed, deterministic)
-  idx_h, ok_h = samplers.weighted_without_replacement(over, num_over, seed + 1, deterministic)
-  rt_l = tf.where(ok_l, tf.gather(rt, idx_l, batch_dims=1), tf.int32.max)
-  order = tf.argsort(rt_l, axis=1, stable=True)  # teacher order, invalid entries last
-  idx_l, ok_l = tf.gather(idx_l, order, batch_dims=1), tf.gather(ok_l, order, batch_dims=1)
-  entries = tf.concat([tf.gather(cand, idx_l, batch_dims=1), tf.gather(cand, idx_h, batch_dims=1)],
-                      axis=1)
-  return tf.cast(entries, tf.int32), tf.concat([ok_l, ok_h], axis=1)
 
 
 @base.register("dcd", DCDConfig)
@@ -212,10 +130,16 @@ class DCD(base.Method):
     c = self.config
     self.student, self.teacher = student, teacher
     self.rrd.setup(dataset, student, teacher, knowledge)
-    self.user_side = (_Side("user", dataset, knowledge["user_topk"], c.top, c.num_under,
-                            c.num_over, c) if c.user_weight else None)
-    self.item_side = (_Side("item", dataset, knowledge["item_topk"], c.item_top,
-                            c.item_num_under, c.item_num_over, c) if c.item_weight else None)
+    backend = resolve(c.refresh_backend)
+    self.user_side = (Side("user", dataset, knowledge["user_topk"], c.top, c.num_under,
+                           c.num_over, c, backend) if c.user_weight else None)
+    self.item_side = (Side("item", dataset, knowledge["item_topk"], c.item_top,
+                           c.item_num_under, c.item_num_over, c, backend)
+                      if c.item_weight else None)
+    self._pending = None  # (epoch, future, seconds on the training thread): `background`
+
+  def sides(self):
+    return [s for s in (self.user_side, self.item_side) if s is not None]
 
   def part_names(self):
     names = list(self.rrd.part_names())
@@ -228,17 +152,58 @@ class DCD(base.Method):
   def refresh(self, epoch):
     """Recomputes both sides' correction lists from the student's current ranks; returns the
     mean rank discrepancy of each side and the refresh's seconds (TensorBoard scalars)."""
-    start, record = time.time(), {"epoch": epoch}
+    start = time.time()
     seed = seeds.for_epoch(self.config.seed, epoch, "dcd_refresh")
-    for side in (self.user_side, self.item_side):
-      if side is not None:
-        record[f"{side.name}_discrepancy"] = side.refresh(self.student, self.teacher, seed)
-    record["refresh_seconds"] = round(time.time() - start, 3)
+    gaps = {side.name: side.refresh(self.student, self.teacher, seed) for side in self.sides()}
+    return self._record(epoch, gaps, time.time() - start)
+
+  def begin_refresh(self, epoch):
+    """The refresh of `epoch`, at its start. Inline at epoch 0 or without `background`; else the
+    student's scores are taken here and ranked and drawn on the worker thread, and `end_refresh`
+    assigns the lists (module docstring)."""
+    self.end_refresh()  # none pending unless an earlier fit was interrupted mid-epoch
+    if not self.config.background or epoch == 0:
+      return self.refresh(epoch)
+    start = time.time()
+    seed = seeds.for_epoch(self.config.seed, epoch, "dcd_refresh")
+    sides, teacher = self.sides(), self.teacher
+    snapshots = [side.snapshot(self.student) for side in sides]
+
+    def work():
+      begun = time.time()
+      out = [side.compute(lambda rows, s=snap: s.pop(int(rows[0])), teacher, seed)
+             for side, snap in zip(sides, snapshots)]
+      return out, time.time() - begun
+
+    self._pending = (epoch, _WORKER.submit(work), time.time() - start)
+    return None
+
+  def end_refresh(self):
+    """Waits for the pending background refresh, assigns its lists and records it; returns its
+    scalars (None when none is pending)."""
+    if self._pending is None:
+      return None
+    epoch, future, seconds = self._pending
+    self._pending = None
+    start = time.time()
+    results, worker_seconds = future.result()
+    for side, (state, valid, _) in zip(self.sides(), results):
+      side.assign(state, valid)
+    gaps = {side.name: gap for side, (_, _, gap) in zip(self.sides(), results)}
+    return self._record(epoch, gaps, seconds + time.time() - start, worker_seconds)
+
+  def _record(self, epoch, gaps, seconds, background_seconds=None):
+    """Keeps and logs a refresh's record: the discrepancies, the seconds the training thread
+    spent on it and, for a background refresh, the worker's seconds."""
+    record = {"epoch": epoch, **{f"{k}_discrepancy": v for k, v in gaps.items()},
+              "refresh_seconds": round(seconds, 3)}
+    if background_seconds is not None:
+      record["background_seconds"] = round(background_seconds, 3)
     self.refreshes.append(record)
-    logging.info("dcd refresh at epoch %d: rank discrepancy %s (%.2f s)", epoch,
-                 ", ".join(f"{k.split('_')[0]} side {v:.1f}" for k, v in record.items()
-                           if k.endswith("_discrepancy")) or "not computed",
-                 record["refresh_seconds"])
+    logging.info("dcd refresh at epoch %d: rank discrepancy %s (%.2f s%s)", epoch,
+                 ", ".join(f"{k} side {v:.1f}" for k, v in gaps.items()) or "not computed",
+                 seconds, "" if background_seconds is None else
+                 f"; {background_seconds:.2f} s on the worker thread")
     return {f"dcd/{k}": v for k, v in record.items() if k != "epoch"}
 
   def loss_parts(self, student, x, out=None):
@@ -259,11 +224,13 @@ class DCD(base.Method):
   def callbacks(self):
     # Refreshed before epoch 0 and every `refresh_every` epochs, each at the start of its epoch
     # (so a run resumed at any epoch refreshes exactly when the uninterrupted run does).
-    return [*self.rrd.callbacks(), base.EpochCallback(self.refresh, self.config.refresh_every)]
+    every = self.config.refresh_every
+    if self.config.background:
+      return [*self.rrd.callbacks(), BackgroundRefresh(self, every)]
+    return [*self.rrd.callbacks(), base.EpochCallback(self.refresh, every)]
 
   def state_variables(self):
-    sides = [s for s in (self.user_side, self.item_side) if s is not None]
-    return [*self.rrd.state_variables(), *(v for s in sides for v in (s.state, s.valid))]
+    return [*self.rrd.state_variables(), *(v for s in self.sides() for v in (s.state, s.valid))]
 
   def get_history(self):
     return {"refreshes": self.refreshes}
@@ -273,3 +240,22 @@ class DCD(base.Method):
 
   def extra_metrics(self):
     return {"refreshes": self.refreshes}
+
+
+class BackgroundRefresh(base.EpochCallback):
+  """DCD's refresh callback with `background=True`: each refresh begins at the start of its
+  epoch (`DCD.begin_refresh`) and, unless inline, ends with that epoch (`DCD.end_refresh`):
+  before the callbacks after it (the trainers' checkpoint) see the epoch's end. Its scalars are
+  written at the refresh's epoch."""
+
+  def __init__(self, method, every):
+    super().__init__(method.begin_refresh, every)
+    self.method = method
+
+  def on_epoch_end(self, epoch, logs=None):
+    scalars = self.method.end_refresh()
+    if scalars and self.writer is not None:
+      with self.writer.as_default(step=epoch):
+        for name, value in scalars.items():
+          tf.summary.scalar(name, value)
+      self.writer.flush()

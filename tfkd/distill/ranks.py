@@ -216,9 +216,14 @@ class SideScorer:
     """float32 NumPy [len(rows), num_cols], observed entries at -inf (masked in place)."""
     rows = np.asarray(rows, np.int32)
     pos, cols = self.observed(rows)
-    scores = _raw(model, tf.constant(rows), self.side == "user").numpy()
+    scores = score_rows(model, rows, self.side).numpy()
     scores[pos, cols] = -np.inf
     return scores
+
+
+def score_rows(model, rows, side):
+  """float32 tensor [len(rows), num_cols]: `model`'s scores of `side`'s rows, unmasked."""
+  return _raw(model, tf.constant(np.asarray(rows, np.int32)), side == "user")
 
 
 @tf.function(reduce_retracing=True)

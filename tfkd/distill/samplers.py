@@ -3,8 +3,11 @@
 Sampling without replacement with probabilities proportional to weights w uses the Gumbel-top-k
 trick: the k largest of log w + Gumbel noise are distributed exactly as k successive draws without
 replacement (what `torch.multinomial(..., replacement=False)` does in the reference code).
+`weighted_without_replacement_np` is the same draw in one vectorised NumPy pass (DCD's
+`--dcd_draws=numpy`).
 """
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -29,6 +32,49 @@ def weighted_without_replacement(weights, k, seed, deterministic=False):
   keys = tf.where(positive, keys, tf.fill(tf.shape(keys), -1e30))
   top = tf.math.top_k(keys, k=k)
   return top.indices, tf.gather(positive, top.indices, batch_dims=1)
+
+
+def weighted_without_replacement_np(weights, k, rng, deterministic=False):
+  """`weighted_without_replacement` in NumPy, with a `np.random.Generator` for the noise: the k
+  largest of w / E, E ~ Exp(1) independently per entry (float32 unless `weights` are float64),
+  largest first (column 0 is the first draw). log(w / E) = log w + G with G = -log E a standard
+  Gumbel variable: the Gumbel-top-k draw, from one exponential per entry and no logarithms.
+
+  Zero weights are never drawn; a row with fewer than k positive weights returns its positive
+  columns first and marks the rest invalid. Returns (indices int32 [B, k], valid bool [B, k]).
+  """
+  weights = np.asarray(weights)
+  dtype = np.float64 if weights.dtype == np.float64 else np.float32
+  positive = weights > 0
+  keys = np.where(positive, weights, 0).astype(dtype, copy=False)
+  if not deterministic:  # w / E > 0 for w > 0, 0 for w = 0
+    keys /= rng.standard_exponential(size=keys.shape, dtype=dtype)
+  top = top_k_indices(keys, k)
+  return top, np.take_along_axis(positive, top, axis=1)
+
+
+def top_k_indices(values, k):
+  """`tf.math.top_k(values, k).indices` in NumPy for rows without NaN: int32 [B, k], each row's k
+  largest, largest first, equal values by column. One partition of each row instead of a sort;
+  the rows where the k-th largest value is tied beyond the k picked take their first columns
+  holding it."""
+  values = np.asarray(values)
+  rows, n = values.shape
+  if not 0 <= k <= n:
+    raise ValueError(f"k must be in [0, {n}], got {k}")
+  if k == 0 or rows == 0:
+    return np.zeros((rows, k), np.int32)
+  cols = np.argpartition(-values, k - 1, axis=1)[:, :k]
+  kth = np.take_along_axis(values, cols, axis=1).min(axis=1, keepdims=True)
+  tied = np.flatnonzero((values >= kth).sum(axis=1) > k)
+  if tied.size:  # the columns above the k-th value, then the first ones holding it
+    v, t = values[tied], kth[tied]
+    at = v == t
+    take = (v > t) | (at & (np.cumsum(at, axis=1) <= k - (v > t).sum(axis=1, keepdims=True)))
+    cols[tied] = np.flatnonzero(take).reshape(len(tied), k) % n
+  cols.sort(axis=1)
+  order = np.argsort(-np.take_along_axis(values, cols, axis=1), axis=1, kind="stable")
+  return np.take_along_axis(cols, order, axis=1).astype(np.int32)
 
 
 def rank_positions(batch_size, top, k, temperature, seed):
