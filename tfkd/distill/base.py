@@ -149,12 +149,15 @@ class EpochCallback(keras.callbacks.Callback):
 
   def on_epoch_begin(self, epoch, logs=None):
     if epoch % self.every == 0:
-      scalars = self.fn(epoch)
-      if isinstance(scalars, dict) and self.writer is not None:
-        with self.writer.as_default(step=epoch):
-          for name, value in scalars.items():
-            tf.summary.scalar(name, value)
-        self.writer.flush()
+      self.write_scalars(self.fn(epoch), epoch)
+
+  def write_scalars(self, scalars, step):
+    """Writes {name: number} to `writer` at `step` (nothing without a writer or a dict)."""
+    if isinstance(scalars, dict) and self.writer is not None:
+      with self.writer.as_default(step=step):
+        for name, value in scalars.items():
+          tf.summary.scalar(name, value)
+      self.writer.flush()
 
 
 class Distiller(FitModel):

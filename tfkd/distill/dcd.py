@@ -253,9 +253,4 @@ class BackgroundRefresh(base.EpochCallback):
     self.method = method
 
   def on_epoch_end(self, epoch, logs=None):
-    scalars = self.method.end_refresh()
-    if scalars and self.writer is not None:
-      with self.writer.as_default(step=epoch):
-        for name, value in scalars.items():
-          tf.summary.scalar(name, value)
-      self.writer.flush()
+    self.write_scalars(self.method.end_refresh(), epoch)
