@@ -4,8 +4,8 @@ A job is one run at one seed: `python -m <trainer> --flagfile=<config>... <extra
 passed through> --seed=S --workdir=<root>/<experiment or shared>/<run>/seed<S>`, plus the work
 directories of the jobs it needs (`--teacher_dir`, `--pretrained`, `--model_dir`). Its identity is
 its trainer, its flags resolved (flagfiles expanded by absl as the trainer reads them, the last
-value of each flag kept, flags that only locate files left out), the git commit, and the
-identities of the jobs it needs. `run.json` in the work directory records it when the job starts;
+value of each flag kept, flags that only locate files left out), the code commit (`CODE`: the
+last commit that changed what a run executes), and the identities of the jobs it needs. `run.json` in the work directory records it when the job starts;
 a job whose run.json has the same identity and whose `metrics.json` exists is reused, one with
 another identity is `mismatched` (listed, neither run nor reported, replaced with `--rerun`).
 """
@@ -138,13 +138,20 @@ def query_flags(modules):
   return out
 
 
+# What a run executes: a commit that changes none of these (RESULTS.md, docs, the report code)
+# leaves every finished run valid, so the report can be committed beside the runs it reports.
+CODE = ("tfkd", "trainers", "setup.cfg", "benchmarks/reproduce_rank_time.py")
+
+
 def git_state():
-  """(commit, the working tree has uncommitted changes); ("unknown", False) outside git."""
+  """(code commit, the code has uncommitted changes); ("unknown", False) outside git. The code
+  commit is the last commit that changed a path of `CODE`."""
   def git(*args):
     return subprocess.run(["git", "--no-optional-locks", "-C", REPO, *args], text=True,
                           capture_output=True, check=True).stdout.strip()
   try:
-    return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
+    commit = git("log", "-1", "--format=%H", "--", *CODE) or git("rev-parse", "HEAD")
+    return commit, bool(git("status", "--porcelain", "--untracked-files=no", "--", *CODE))
   except (OSError, subprocess.CalledProcessError):
     return "unknown", False
 

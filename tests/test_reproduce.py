@@ -27,7 +27,7 @@ sys.path.insert(0, REPO)  # benchmarks/ is not installed: python -m runs it from
 
 from benchmarks import experiments_dcd, reproduce  # noqa: E402
 from benchmarks.reproduce_report import write_section  # noqa: E402
-from benchmarks.reproduce_runs import ReproduceError  # noqa: E402
+from benchmarks.reproduce_runs import CODE, ReproduceError  # noqa: E402
 
 _PASSED = {"dataset": False, "epochs": False, "eval_every": False, "dim": False,
            "verbose": False, "deterministic": True}
@@ -156,7 +156,7 @@ def test_every_experiment_reports(tmp_path, name):
   text = report_text(tmp_path)
   assert text.startswith(f"<!-- reproduce:{name} begin -->\n## {out.section.title}\n")
   assert text.rstrip().endswith(f"<!-- reproduce:{name} end -->")
-  for needed in ("Commit: ", "Data: synthetic", "Seeds: 0,1", "wall time"):
+  for needed in ("Code commit: ", "Data: synthetic", "Seeds: 0,1", "wall time"):
     assert needed in text
   assert not out.failed and all(j.status == "reuse" for j in out.jobs)
   for stem in out.section.figures:
@@ -216,8 +216,10 @@ def test_a_run_another_reproduce_holds_is_left_alone(tmp_path):
 
 def test_run_identity_is_resolved_flags_and_commit(tmp_path):
   run_stub(tmp_path, "dcd_fig1a", Stub(), seeds=(0,), passthrough=["--epochs=1", "--rrd_top=30"])
-  commit = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
+  # The code commit: the last commit that changed what runs execute (a docs or RESULTS.md
+  # commit leaves the runs valid).
+  commit = subprocess.run(["git", "-C", REPO, "log", "-1", "--format=%H", "--", *CODE],
+                          capture_output=True, text=True).stdout.strip()
   rrd, teacher = (read_metrics(tmp_path, r, 0, file="run.json") for r in ("bpr_rrd", "bpr_teacher"))
   assert rrd["identity"]["commit"] == commit
   flags_ = rrd["identity"]["flags"]
