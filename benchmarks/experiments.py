@@ -88,6 +88,18 @@ def ttest_lines(section, res, pairs, metric):
   section.add("\n".join(lines))
 
 
+def per_seed_lines(section, res, labelled, metric, split="test"):
+  """Adds each run's value of `metric` at every seed it finished ({label: run}), so the tests
+  and means can be checked, and other runs paired with these seeds."""
+  lines = [f"Per seed, {split} {metric}:"]
+  for label, run_ in labelled.items():
+    values = res.values(run_.name, split, metric)
+    if values:
+      lines.append(f"- {label}: " + ", ".join(f"{v:.4f} (seed {s})" for s, v in values.items()))
+  if len(lines) > 1:
+    section.add("\n".join(lines))
+
+
 def describe(run_, teacher_seed):
   """How a run is defined, for the report: its configs, flags and the runs it needs."""
   text = " + ".join(f"`{f}`" for f in run_.flagfiles) or f"`python -m {run_.trainer}`"

@@ -5,7 +5,7 @@ HR@50 and NDCG@50 (configs/ml100k.flags: --cutoffs=10,50, so metrics.json has H@
 
 import numpy as np
 
-from benchmarks.experiments import Experiment, metric_row, run, ttest_lines
+from benchmarks.experiments import Experiment, metric_row, per_seed_lines, run, ttest_lines
 from benchmarks.reproduce_report import Gain, Section, Stat, Table, line_plot, validation_curve
 
 METRICS = ("H@50", "NDCG@50")
@@ -72,6 +72,8 @@ def cd_table2(res):
   ttest_lines(s, res, [(f"{block}: {a} vs {b}", runs[a], runs[b], None)
                        for block, runs in BLOCKS.items() for a in ("CD-TG", "CD-SG")
                        for b in ("Student", "RD")], "H@50")
+  per_seed_lines(s, res, {f"{block} {label}": r for block, runs in BLOCKS.items()
+                          for label, r in runs.items()}, "H@50")
   return s
 
 

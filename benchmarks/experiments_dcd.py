@@ -5,7 +5,8 @@ unless flags passed through say otherwise."""
 
 import numpy as np
 
-from benchmarks.experiments import Experiment, gap_cell, metric_row, run, ttest_lines
+from benchmarks.experiments import (Experiment, gap_cell, metric_row, per_seed_lines, run,
+                                   ttest_lines)
 from benchmarks.reproduce_report import (Gain, Section, Stat, Table, bar_chart, heatmap,
                                          seeds_text)
 from benchmarks.reproduce_runs import Run
@@ -67,6 +68,8 @@ def dcd_table2(res):
     s.add(Table(["model", "method", *METRICS, "seeds"], rows), model)
   ttest_lines(s, res, [(f"{model}: DCD vs RRD", runs["DCD"], runs["RRD"], PAPER_TABLE2[model]["p"])
                        for model, runs in MODELS.items()], "H@5")
+  per_seed_lines(s, res, {f"{model} {method}": r for model, runs in MODELS.items()
+                          for method, r in runs.items()}, "H@5")
   return s
 
 
@@ -81,6 +84,7 @@ def dcd_table3(res):
   s.add(Table(["method", *METRICS, "rank gap user / item", "seeds"], rows), "ablations")
   ttest_lines(s, res, [(f"DCD vs {label}", BPR_DCD, r, None) for label, r in ABLATIONS.items()],
               "H@5")
+  per_seed_lines(s, res, runs, "H@5")
   return s
 
 

@@ -100,6 +100,10 @@ def test_table_equals_the_runs_metrics(tmp_path):
         assert cell.mean == pytest.approx(mean) and cell.std == pytest.approx(std)
         assert f"{mean:.4f} +- {std:.4f}" in line
         means[(method, metric)] = mean
+      # Each seed's H@5, so other runs can be paired with them.
+      per_seed = ", ".join(f"{read_metrics(tmp_path, run, s)['test']['H@5']:.4f} (seed {s})"
+                           for s in seeds)
+      assert report_line(tmp_path, f"- {model} {method}: ") == f"- {model} {method}: {per_seed}"
     # improve.r: DCD over RRD, as the paper defines it, with the paper's value beside it.
     line = report_line(tmp_path, f"| {model} | improve.r |")
     gain = 100 * (means[("DCD", "H@5")] - means[("RRD", "H@5")]) / means[("RRD", "H@5")]
