@@ -133,7 +133,8 @@ def markers(name):
 
 
 def write_section(path, name, text):
-  """Puts `text` between the markers of `name` in the file at `path` (created if missing)."""
+  """Puts `text` between the markers of `name` in the file at `path` (created if missing, with
+  its directory)."""
   from benchmarks.reproduce_runs import ReproduceError
   begin, end = markers(name)
   old = ""
@@ -152,6 +153,7 @@ def write_section(path, name, text):
     if j < 0 or old.find(begin, i + 1) >= 0:
       raise ReproduceError(f"{path}: {begin} needs exactly one {end} after it; fix the markers")
     new = old[:i] + block + old[j + len(end):]
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f"{path}.tmp{os.getpid()}"
   with open(tmp, "w", encoding="utf-8", newline="") as f:
     f.write(new)

@@ -286,6 +286,9 @@ def test_report_rewrite_leaves_text_outside_the_markers_untouched(tmp_path):
   write_section(str(path), "y", "appended")  # no markers yet: appended, the rest kept
   assert path.read_bytes().decode() == new + (
       "\n\n<!-- reproduce:y begin -->\nappended\n<!-- reproduce:y end -->\n")
+  fresh = tmp_path / "new" / "dir" / "REPORT.md"  # a report in a directory not made yet
+  write_section(str(fresh), "x", "body")
+  assert fresh.read_text() == "<!-- reproduce:x begin -->\nbody\n<!-- reproduce:x end -->\n"
   path.write_text("<!-- reproduce:x begin -->\nno end\n")
   with pytest.raises(ReproduceError, match="exactly one <!-- reproduce:x end -->"):
     write_section(str(path), "x", "body")
@@ -357,3 +360,12 @@ def test_a_method_setting_reaches_only_the_runs_of_that_method(tmp_path):
   rrd, dcd = (read_metrics(tmp_path, r, 0, file="run.json") for r in ("bpr_rrd", "bpr_dcd"))
   assert "--dcd_top=30" in dcd["identity"]["flags"]
   assert "--dcd_top=30" not in rrd["identity"]["flags"]
+
+
+def test_report_names_the_runs_it_left_out(tmp_path):
+  out = run_stub(tmp_path, "dcd_fig1a", Stub(), seeds=(0, 1, 2), only=("bpr_rrd",))
+  assert {j.run.name for j in out.jobs if j.status == "reuse"} == {"bpr_teacher", "bpr_rrd"}
+  assert report_line(tmp_path, "- Not finished (left out): ") == (
+      "- Not finished (left out): `bpr_dcd_wo_item` seeds 0-2; `bpr_dcd_wo_user` seeds 0-2; "
+      "`bpr_dcd` seeds 0-2.")
+  assert "| RRD |" in report_text(tmp_path) and "| DCD | - | - | - | none |" in report_text(tmp_path)
