@@ -249,8 +249,8 @@ def test_report_only_with_nothing_run_says_so_in_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, expected", [
     (["--experiment=table9"], "--experiment=table9: unknown experiment; expected one of "
-                              "cd_fig6, cd_table2, dcd_fig1a, dcd_fig1b, dcd_table2, dcd_table3, "
-                              "speed"),
+                              "cd_fig6, cd_table2, dcd_fidelity, dcd_fig1a, dcd_fig1b, "
+                              "dcd_table2, dcd_table3, speed"),
     ([], "--experiment: missing; expected one of dcd_table2"),
     (["--experiment=dcd_table2", "--seeds=0,x"], "--seeds=0,x: expected integers"),
     (["--experiment=dcd_fig1b", "--grid=0,1e-3"], "--grid=0,1e-3: expected at least 3 values"),
