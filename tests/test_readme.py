@@ -230,3 +230,48 @@ def test_the_python_api_block_runs(tmp_path, monkeypatch):
   assert os.path.isfile(tmp_path / "exports" / "student" / "1" / "saved_model.pb")
   metrics = namespace["Evaluator"](namespace["data"], "test", "sampled").evaluate(student).metrics
   assert set(metrics) == {"H@5", "M@5", "NDCG@5", "H@10", "M@10", "NDCG@10"}
+
+
+RESULTS = os.path.join(REPO, "RESULTS.md")
+# The README's results rows filled from a section benchmarks.reproduce generated in RESULTS.md:
+# README label -> (experiment, the generated row's first cells, column).
+FROM_GENERATED = {
+    "BPR teacher": ("dcd_table2", ("BPR", "Teacher"), "H@5"),
+    "BPR student alone": ("dcd_table2", ("BPR", "Student"), "H@5"),
+    "BPR student, RRD": ("dcd_table2", ("BPR", "RRD"), "H@5"),
+    "BPR student, DCD (`dcd.flags`)": ("dcd_table2", ("BPR", "DCD"), "H@5")}
+
+
+def _tables(text):
+  """[{header cell: cell}] of every row of every Markdown table in `text`."""
+  rows, header = [], None
+  for line in text.splitlines():
+    if not line.startswith("|"):
+      header = None
+      continue
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if header is None:
+      header = cells
+    elif not set("".join(cells)) <= set("-: "):
+      rows.append(dict(zip(header, cells)))
+  return rows
+
+
+def _generated(experiment):
+  text = _read(RESULTS)
+  begin, end = (f"<!-- reproduce:{experiment} {m} -->" for m in ("begin", "end"))
+  assert begin in text and end in text, f"RESULTS.md has no generated {experiment} section"
+  return text[text.index(begin):text.index(end)]
+
+
+def test_readme_results_rows_equal_the_generated_sections():
+  text = _read(README)
+  section = text[text.index("## Results"):]
+  readme = {row["model, method"]: row for row in _tables(section[:section.index("\n## ", 1)])}
+  for label, (experiment, key, column) in FROM_GENERATED.items():
+    generated = [row for row in _tables(_generated(experiment))
+                 if tuple(row.values())[:len(key)] == key]
+    assert len(generated) == 1, (experiment, key)
+    ours = generated[0][column].split(" (")[0]  # the paper's value follows in parentheses
+    assert readme[label]["ours"].strip("*") == ours, label
+    assert readme[label]["seeds"] == generated[0]["seeds"], label
