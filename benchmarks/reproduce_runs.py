@@ -5,9 +5,10 @@ passed through> --seed=S --workdir=<root>/<experiment or shared>/<run>/seed<S>`,
 directories of the jobs it needs (`--teacher_dir`, `--pretrained`, `--model_dir`). Its identity is
 its trainer, its flags resolved (flagfiles expanded by absl as the trainer reads them, the last
 value of each flag kept, flags that only locate files left out), the code commit (`CODE`: the
-last commit that changed what a run executes), and the identities of the jobs it needs. `run.json` in the work directory records it when the job starts;
-a job whose run.json has the same identity and whose `metrics.json` exists is reused, one with
-another identity is `mismatched` (listed, neither run nor reported, replaced with `--rerun`).
+last commit that changed what a run executes), and the identities of the jobs it needs.
+`run.json` in the work directory records it when the job starts; a job whose run.json has the
+same identity and whose `metrics.json` exists is reused, one with another identity is
+`mismatched` (listed, neither run nor reported, replaced with `--rerun`).
 """
 
 import dataclasses
