@@ -155,3 +155,15 @@ def test_fast_configs_are_their_base_with_fewer_list_passes(monkeypatch, fast, b
   assert differ == {"list_pairs", "workdir", *changed}
   assert values[base]["list_pairs"] == 0 and values[fast]["list_pairs"] == pairs
   assert values[fast]["jit_compile"]
+
+
+def test_rolling_config_is_dcd_fast_with_a_rolling_refresh(monkeypatch):
+  monkeypatch.chdir(REPO)
+  values = {}
+  for name in ("dcd_fast", "dcd_rolling"):
+    with flagsaver.flagsaver():
+      flags.FLAGS(["prog", f"--flagfile=configs/{name}.flags"])
+      values[name] = flags.FLAGS.flag_values_dict()
+  fast, rolling = values["dcd_fast"], values["dcd_rolling"]
+  assert {k for k in fast if fast[k] != rolling[k]} == {"dcd_refresh_parts", "workdir"}
+  assert fast["dcd_refresh_parts"] == 1 and rolling["dcd_refresh_parts"] == 3

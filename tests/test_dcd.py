@@ -195,7 +195,7 @@ def test_union_refresh_with_kept_teacher_ranks_equals_recomputing_them(tiny, sid
     rows = np.arange(part.scorer.num_rows, dtype=np.int32)
     queries = rng.integers(0, part.scorer.num_cols, size=(len(rows), 7)).astype(np.int32)
     expected = ranks.ranks_of(part.scorer.scores(FixedScores(t), rows), queries)
-    assert np.array_equal(part._teacher_ranks_of(FixedScores(t), rows, queries, None), expected)
+    assert np.array_equal(part._teacher_ranks_of(FixedScores(t), rows, queries), expected)
   kept, none = runs[1 << 20][1], runs[0][1]
   assert none is None and kept is not None and kept.dtype == np.int16
   # The kept ranks are the oracle's: entries of the row scoring strictly higher.

@@ -84,7 +84,7 @@ def test_device_candidates_equal_the_host_ones_and_the_counting_oracle(tiny, can
       scores = side.ops.scores(side.scorer, method.student, rows)
       assert isinstance(scores, tf.Tensor) == (backend == "device")
       got[backend, side.name] = [np.asarray(a) for a in
-                                 side._candidates(scores, method.teacher, rows, None)]
+                                 side._candidates(scores, method.teacher, rows)]
   for side in method.sides():
     host, device = got["numpy", side.name], got["device", side.name]
     for a, b in zip(host, device, strict=True):
@@ -198,17 +198,18 @@ def test_numpy_sample_draws_by_discrepancy_in_teacher_order():
   assert len({tuple(one((s, 3))) for s in range(40)}) > 1
 
 
-@pytest.mark.parametrize("every, draws, candidates", [(1, "tf", "union"),
-                                                       (2, "numpy", "teacher_top")])
+@pytest.mark.parametrize("every, draws, candidates, parts", [(1, "tf", "union", 1),
+                                                              (2, "numpy", "teacher_top", 1),
+                                                              (1, "numpy", "union", 3)])
 def test_background_refresh_draws_the_inline_lists_one_epoch_later(tiny, monkeypatch, every,
-                                                                   draws, candidates):
+                                                                   draws, candidates, parts):
   """The refresh begun at epoch e takes the student's scores then (the student after epoch
   e - 1), ranks and draws while the student trains, and its lists, those the inline refresh
   draws from the same scores and seed, are assigned when epoch e ends: epoch e reads those of
   the last refresh before it (epoch 0's for epochs 0 .. every)."""
   monkeypatch.setattr(dcd_side, "_SCORE_BYTES", 3 * max(tiny.num_users, tiny.num_items) * 4)
   teacher, students = matrices(tiny, 2, 6)
-  kw = dict(candidates=candidates, draws=draws, refresh_every=every)
+  kw = dict(candidates=candidates, draws=draws, refresh_every=every, refresh_parts=parts)
   inline, background = (make_method(tiny, teacher, students[0], background=b, **kw)
                         for b in (False, True))
   expected = {}
@@ -266,12 +267,14 @@ def test_background_refresh_in_fit_assigns_the_lists_of_the_epochs_start(tiny):
   assert not np.array_equal(seen["end"][1][0][0], seen["end"][2][0][0])  # the lists moved
 
 
-def test_killed_background_run_resumes_to_the_same_result(tmp_path):
+@pytest.mark.parametrize("refresh", [["--dcd_background", "--dcd_draws=numpy"],
+                                     ["--dcd_refresh_parts=3"]])
+def test_killed_background_run_resumes_to_the_same_result(tmp_path, refresh):
   """Killed while a background refresh may be pending: the checkpoint of epoch e holds the lists
   assigned at its end (those begun at epoch e), so the resumed run reads what the whole run
-  reads."""
-  extra = ["--method=dcd", "--epochs=14", "--refresh_every=1", "--dcd_background",
-           "--dcd_draws=numpy", "--rrd_top=30", "--rrd_k=5", "--rrd_l=5", "--dcd_top=30",
+  reads. With refresh parts, the resumed run refreshes the part the whole run refreshes at each
+  epoch (and rebuilds the union's kept teacher ranks it needs)."""
+  extra = ["--method=dcd", "--epochs=14", "--refresh_every=1", *refresh, "--rrd_top=30", "--rrd_k=5", "--rrd_l=5", "--dcd_top=30",
            "--dcd_item_top=20", "--dcd_num_under=4", "--dcd_num_over=4",
            "--dcd_item_num_under=4", "--dcd_item_num_over=4", "--dcd_user_weight=1.0"]
   env = subprocess_env(tmp_path)
@@ -291,8 +294,42 @@ def test_killed_background_run_resumes_to_the_same_result(tmp_path):
   keys = ("epoch", "user_discrepancy", "item_discrepancy")
   assert [[r[k] for k in keys] for r in a["refreshes"]] == \
       [[r[k] for k in keys] for r in b["refreshes"]]
-  assert all("background_seconds" in r for r in a["refreshes"][1:])
+  background = "--dcd_background" in refresh
+  assert all(("background_seconds" in r) == background for r in a["refreshes"][1:])
   wa, wb = weights(whole), weights(broken)
   assert wa.keys() == wb.keys()
   for name in wa:
     np.testing.assert_array_equal(wa[name], wb[name], err_msg=name)
+
+
+@pytest.mark.parametrize("candidates", ["union", "teacher_top"])
+def test_refresh_parts_recompute_one_interleaved_part_as_a_whole_refresh_would(tiny, candidates):
+  """With N parts, the first refresh draws every row's lists and refresh k >= 1 those of rows
+  (k - 1) mod N, N + (k - 1) mod N, ...: each equal to a whole refresh of the same student (the
+  largest errors, so the draws do not depend on the chunk); the other rows keep their lists, and
+  the logged discrepancy is the mean over the part's rows (a NumPy count of the ranks)."""
+  teacher, students = matrices(tiny, 4, 5)
+  kw = dict(candidates=candidates, deterministic=True, refresh_every=2)
+  parted = make_method(tiny, teacher, students[0], refresh_parts=3, **kw)
+  whole = make_method(tiny, teacher, students[0], **kw)
+  expected = None
+  for k in range(5):
+    for m in (parted, whole):
+      m.student = FixedScores(students[k])
+      m.refresh(2 * k)
+    fresh = lists(whole)
+    expected = fresh if k == 0 else expected
+    for side, (state, valid), (new_state, new_valid) in zip(parted.sides(), expected, fresh):
+      due = parted.rows_due(side, 2 * k)
+      assert (due is None) == (k == 0)
+      rows = np.arange(side.scorer.num_rows)
+      due = rows if due is None else due
+      np.testing.assert_array_equal(due, rows[rows % 3 == (k - 1) % 3] if k else rows)
+      state[due], valid[due] = new_state[due], new_valid[due]
+      s = np.asarray(side.scorer.scores(FixedScores(students[k]), rows), np.float64)
+      n = min(50, side.top)
+      gap = [np.abs([np.sum(s[b] > s[b, c]) for c in side.topk[b, :n]] - np.arange(n)).mean()
+             for b in due]
+      assert parted.refreshes[-1][f"{side.name}_discrepancy"] == pytest.approx(np.mean(gap))
+    assert_same_lists(lists(parted), expected)
+    assert k == 0 or not all(np.array_equal(a[0], b[0]) for a, b in zip(lists(parted), fresh))

@@ -28,6 +28,11 @@ How a refresh runs (each setting opt-in; the defaults are the original path, sam
   draws            "tf": stateless TF ops per chunk; "numpy": one vectorised Gumbel top-k per
                    chunk with a NumPy generator seeded from the same seed (same distribution,
                    other random numbers, so other lists).
+  refresh_parts    N > 1: the first refresh recomputes every row's lists, refresh k >= 1 only
+                   those of part (k - 1) mod N of each side's rows (every N-th user and item,
+                   `rows_due`); the others keep theirs. A row's lists are recomputed every N
+                   refreshes, each refresh costs ~1/N of a whole one, and the discrepancy it
+                   logs is that of its part's rows.
   background       every refresh after epoch 0's in two halves. At the start of epoch e the
                    student's scores are taken on the training thread (the student after epoch
                    e-1: the weights and seed the inline refresh uses, so the same lists); the
@@ -46,6 +51,7 @@ import concurrent.futures
 import dataclasses
 import time
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -96,6 +102,10 @@ class DCDConfig:
   draws: str = setting("tf", "How a refresh draws M_l / M_h: tf (stateless TF ops per chunk) or "
                        "numpy (one vectorised Gumbel top-k; same distribution, other lists).",
                        choices=DRAWS)
+  refresh_parts: int = setting(
+      1, "Refresh every row's lists at the first refresh, then those of one of N interleaved "
+      "parts of the users and of the items at each later one (a row every N refreshes, at 1/N "
+      "of the cost; tfkd/distill/dcd.py).", lower=1)
   background: bool = setting(
       False, "Rank and draw every refresh after epoch 0's on a worker thread while the epoch "
       "trains; its lists come into force one epoch later (tfkd/distill/dcd.py).")
@@ -154,8 +164,19 @@ class DCD(base.Method):
     mean rank discrepancy of each side and the refresh's seconds (TensorBoard scalars)."""
     start = time.time()
     seed = seeds.for_epoch(self.config.seed, epoch, "dcd_refresh")
-    gaps = {side.name: side.refresh(self.student, self.teacher, seed) for side in self.sides()}
+    gaps = {side.name: side.refresh(self.student, self.teacher, seed, self.rows_due(side, epoch))
+            for side in self.sides()}
     return self._record(epoch, gaps, time.time() - start)
+
+  def rows_due(self, side, epoch):
+    """The rows whose lists the refresh at `epoch` recomputes: None (every row) at the first
+    refresh or with `refresh_parts` = 1; else part (k - 1) mod N of the refresh k >= 1 (rows
+    part, part + N, ...). A function of the epoch alone, so a resumed run refreshes as the
+    uninterrupted one does."""
+    parts, count = self.config.refresh_parts, epoch // self.config.refresh_every
+    if parts == 1 or count == 0:
+      return None
+    return np.arange((count - 1) % parts, side.scorer.num_rows, parts, dtype=np.int32)
 
   def begin_refresh(self, epoch):
     """The refresh of `epoch`, at its start. Inline at epoch 0 or without `background`; else the
@@ -167,12 +188,13 @@ class DCD(base.Method):
     start = time.time()
     seed = seeds.for_epoch(self.config.seed, epoch, "dcd_refresh")
     sides, teacher = self.sides(), self.teacher
-    snapshots = [side.snapshot(self.student) for side in sides]
+    due = [self.rows_due(side, epoch) for side in sides]
+    snapshots = [side.snapshot(self.student, rows) for side, rows in zip(sides, due)]
 
     def work():
       begun = time.time()
-      out = [side.compute(lambda rows, s=snap: s.pop(int(rows[0])), teacher, seed)
-             for side, snap in zip(sides, snapshots)]
+      out = [side.compute(lambda part, s=snap: s.pop(int(part[0])), teacher, seed, rows)
+             for side, snap, rows in zip(sides, snapshots, due)]
       return out, time.time() - begun
 
     self._pending = (epoch, _WORKER.submit(work), time.time() - start)
@@ -188,7 +210,7 @@ class DCD(base.Method):
     start = time.time()
     results, worker_seconds = future.result()
     for side, (state, valid, _) in zip(self.sides(), results):
-      side.assign(state, valid)
+      side.assign(state, valid, self.rows_due(side, epoch))
     gaps = {side.name: gap for side, (_, _, gap) in zip(self.sides(), results)}
     return self._record(epoch, gaps, seconds + time.time() - start, worker_seconds)
 

@@ -10,7 +10,8 @@ A refresh is three steps, so that its host work can run apart from the scoring (
   assign   the lists into the variables the training steps read.
 The inline refresh scores each slice just before ranking it; the background one scores every slice
 first (`snapshot`). The draws depend on the scores, the seed and the chunk alone, so both give the
-same lists.
+same lists. A refresh covers every row or, with `--dcd_refresh_parts`, the rows it is given (the
+other rows keep their lists).
 """
 
 import numpy as np
@@ -51,19 +52,25 @@ class Side:
                          and cells * np.dtype(self._rank_dtype).itemsize <= config.cache_bytes)
     self.teacher_ranks = None
 
-  def _teacher_ranks_of(self, teacher, rows, queries, building):
+  def _teacher_ranks_of(self, teacher, rows, queries):
     """The teacher's ranks of `queries` [len(rows), Q] in `rows`: from the kept ranks, or by
-    scoring and sorting the teacher's rows (then filling `building`, if given, for later)."""
+    scoring and sorting the teacher's rows."""
     if self.teacher_ranks is not None:  # one gather of the queried entries, no row copy
       return self.teacher_ranks[rows[:, None], np.asarray(queries)].astype(np.int32)
-    t_scores = self.ops.scores(self.scorer, teacher, rows)
-    if building is None:
-      return self.ops.ranks_of(t_scores, queries)
-    row_ranks = self.ops.all_ranks(t_scores)
-    building[rows] = row_ranks
-    return np.take_along_axis(row_ranks, np.asarray(queries), axis=1)
+    return self.ops.ranks_of(self.ops.scores(self.scorer, teacher, rows), queries)
 
-  def _candidates(self, s_scores, teacher, rows, building):
+  def _keep_teacher_ranks(self, teacher):
+    """Union candidates, if they fit: the teacher's rank of every (row, column), computed once
+    (the first refresh, or the first after a resume) and read by every later one."""
+    if not self._cache_ranks or self.teacher_ranks is not None:
+      return
+    kept = np.empty((self.scorer.num_rows, self.scorer.num_cols), self._rank_dtype)
+    for rows in ranks.row_chunks(self.scorer.num_rows, self.config.chunk_size):
+      for part in self._slices(rows):
+        kept[part] = self.ops.all_ranks(self.ops.scores(self.scorer, teacher, part))
+    self.teacher_ranks = kept
+
+  def _candidates(self, s_scores, teacher, rows):
     """For `rows` and the student's masked scores of them: the candidate entries, their teacher
     and student ranks, which are valid, and |R_S - R_T| over the teacher's top-N (Fig. 1a)."""
     c = self.config
@@ -78,7 +85,7 @@ class Side:
       # One sort of each student row gives the teacher-top entries' ranks and its top P.
       rs_teacher_top, student_top = self.ops.ranks_and_top(s_scores, top_rows, self.top)
       cand = tf.concat([teacher_top, student_top], axis=1)
-      rt_student_top = self._teacher_ranks_of(teacher, rows, student_top, building)
+      rt_student_top = self._teacher_ranks_of(teacher, rows, student_top)
       rt = tf.concat([tf.broadcast_to(tf.range(self.top), tf.shape(teacher_top)),
                       rt_student_top], axis=1)
       rs = tf.concat([rs_teacher_top,
@@ -102,46 +109,64 @@ class Side:
     slices = -(-len(rows) * self.scorer.num_cols * 4 // _SCORE_BYTES)
     return np.array_split(rows, max(1, min(len(rows), slices)))  # none empty
 
-  def snapshot(self, student):
-    """Every slice's masked student scores, keyed by the slice's first row: what `compute`
-    reads when the scoring and the rest run apart (4 x rows x columns bytes)."""
-    return {int(part[0]): self.ops.scores(self.scorer, student, part)
-            for rows in ranks.row_chunks(self.scorer.num_rows, self.config.chunk_size)
-            for part in self._slices(rows)}
+  def chunks(self, rows=None):
+    """`rows` (default: every row) in chunks of `chunk_size`: the units of a refresh's draws."""
+    if rows is None:
+      return list(ranks.row_chunks(self.scorer.num_rows, self.config.chunk_size))
+    rows = np.asarray(rows, np.int32)
+    return [rows[i:i + self.config.chunk_size] for i in range(0, len(rows), self.config.chunk_size)]
 
-  def compute(self, scores_of, teacher, seed):
-    """The correction lists from the student's scores (`scores_of(rows)`, masked, per slice):
-    (entries int32 [rows, M_l + M_h], valid bool, mean |R_S - R_T| over the teacher's top-N).
-    Builds the kept teacher ranks on its first call (union candidates, if they fit)."""
+  def snapshot(self, student, rows=None):
+    """Every slice's masked student scores of `rows` (default: all), keyed by the slice's first
+    row: what `compute` reads when the scoring and the rest run apart (4 x rows x columns
+    bytes)."""
+    return {int(part[0]): self.ops.scores(self.scorer, student, part)
+            for chunk in self.chunks(rows) for part in self._slices(chunk)}
+
+  def compute(self, scores_of, teacher, seed, rows=None):
+    """The correction lists of `rows` (default: every row) from the student's scores
+    (`scores_of(rows)`, masked, per slice): (entries int32 [len(rows), M_l + M_h], valid bool,
+    mean |R_S - R_T| over those rows' teacher top-N). Builds the kept teacher ranks first if
+    they are kept and not built yet (union candidates)."""
     c, gaps, states, valids = self.config, [], [], []
-    building = (np.empty((self.scorer.num_rows, self.scorer.num_cols), self._rank_dtype)
-                if self._cache_ranks and self.teacher_ranks is None else None)
+    self._keep_teacher_ranks(teacher)
     draw = sample if c.draws == "tf" else sample_numpy
-    for rows in ranks.row_chunks(self.scorer.num_rows, c.chunk_size):
+    for chunk in self.chunks(rows):
       # Scored and ranked slice by slice, then sampled together: the draws depend on the chunk.
-      pieces = list(zip(*(self._candidates(scores_of(part), teacher, part, building)
-                          for part in self._slices(rows))))
+      pieces = list(zip(*(self._candidates(scores_of(part), teacher, part)
+                          for part in self._slices(chunk))))
       cand, rt, rs, valid = (tf.concat(p, axis=0) for p in pieces[:4])
       gaps.append(np.concatenate(pieces[4]))
       state, ok = draw(cand, rt, rs, valid, c.mu, self.num_under, self.num_over,
-                       (seed, int(rows[0])), c.deterministic)
+                       (seed, int(chunk[0])), c.deterministic)
       states.append(state)
       valids.append(ok)
-    if building is not None:  # complete: every row was filled
-      self.teacher_ranks = building
     return (tf.concat(states, axis=0), tf.concat(valids, axis=0),
             float(np.mean(np.concatenate(gaps))))
 
-  def assign(self, state, valid):
+  def assign(self, state, valid, rows=None):
+    """Puts the lists of `rows` (default: every row) into the variables; other rows keep
+    theirs."""
+    if rows is not None:
+      state, valid = _into(self.state, rows, state), _into(self.valid, rows, valid)
     self.state.assign(state)
     self.valid.assign(valid)
 
-  def refresh(self, student, teacher, seed):
-    """Recomputes the correction lists; returns mean |R_S - R_T| over the teacher's top-N."""
-    state, valid, gap = self.compute(lambda rows: self.ops.scores(self.scorer, student, rows),
-                                     teacher, seed)
-    self.assign(state, valid)
+  def refresh(self, student, teacher, seed, rows=None):
+    """Recomputes the correction lists of `rows` (default: all); returns their mean
+    |R_S - R_T| over the teacher's top-N."""
+    state, valid, gap = self.compute(lambda part: self.ops.scores(self.scorer, student, part),
+                                     teacher, seed, rows)
+    self.assign(state, valid, rows)
     return gap
+
+
+def _into(variable, rows, values):
+  """The variable's value with `rows` replaced by `values` (host arrays: a scatter into a
+  distributed variable is not supported by every strategy)."""
+  full = variable.numpy()
+  full[np.asarray(rows)] = np.asarray(values)
+  return full
 
 
 def sample(cand, rt, rs, valid, mu, num_under, num_over, seed, deterministic):
