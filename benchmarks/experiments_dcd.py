@@ -1,6 +1,7 @@
 """The DCD paper's tables and figures (Kang et al., "Dual Correction Strategy for Ranking
 Distillation in Top-N Recommender System", CIKM 2021): dcd_table2, dcd_table3, dcd_fig1a,
-dcd_fig1b and speed (its Table 1). CiteULike, DE-RRD split, sampled protocol (configs/base.flags)
+dcd_fig1b and speed (its Table 1); dcd_fidelity and dcd_speed (what DCD's gain depends on, and
+its epoch time). CiteULike, DE-RRD split, sampled protocol (configs/base.flags)
 unless flags passed through say otherwise."""
 
 import numpy as np
@@ -230,6 +231,54 @@ def dcd_fidelity(res):
   return s
 
 
+# The main job's epoch time (issue 40): dcd.flags against the plain student, with fewer list
+# passes (dcd_fast.flags) and with a rolling refresh on top (dcd_rolling.flags).
+BPR_DCD_FAST = run("bpr_dcd_fast", "dcd_fast", teacher=BPR_TEACHER)
+BPR_DCD_ROLLING = run("bpr_dcd_rolling", "dcd_rolling", teacher=BPR_TEACHER)
+EPOCH_TIME = {"Student (`bpr_student.flags`)": BPR_STUDENT,
+              "DCD (`dcd.flags`)": BPR_DCD,
+              "DCD, 128 list pairs (`dcd_fast.flags`)": BPR_DCD_FAST,
+              "DCD, 128 list pairs, rolling refresh (`dcd_rolling.flags`)": BPR_DCD_ROLLING}
+
+
+def refresh_seconds(res, r):
+  """{seed: the median seconds of a run's refreshes after the first} (metrics.json
+  `refreshes`; the first also builds the union's kept teacher ranks)."""
+  out = {}
+  for seed in res.seeds(r.name):
+    later = [x["refresh_seconds"] for x in res.metrics(r.name, seed).get("refreshes", [])
+             if x["epoch"] > 0]
+    if later:
+      out[seed] = float(np.median(later))
+  return out
+
+
+def dcd_speed(res):
+  s = Section("DCD's epoch time: fewer list passes and a rolling refresh")
+  s.add("Each run alone on the machine, one after the other. s/epoch: metrics.json "
+        "`seconds_per_epoch` (training, refreshes and validation every --eval_every epochs, over "
+        "the epochs run), mean +- std over seeds, and its ratio to the plain student's; refresh: "
+        "the median seconds of a run's refreshes after the first (which also builds the "
+        "teacher's kept ranks). Test H@5 and M@5 and the rank gap as in the tables above.")
+  base = Stat(res.values(BPR_STUDENT.name, "seconds_per_epoch")).mean
+  rows = []
+  for label, r in EPOCH_TIME.items():
+    st = Stat(res.values(r.name, "seconds_per_epoch"), digits=3)
+    ratio = f"{st.mean / base:.2f}x" if st.mean is not None and base else "-"
+    rows.append([label, Stat(res.values(r.name, "valid", "H@5")),
+                 Stat(res.values(r.name, "test", "H@5")), Stat(res.values(r.name, "test", "M@5")),
+                 gap_cell(res, r) if r is not BPR_STUDENT else "-", st, ratio,
+                 Stat(refresh_seconds(res, r), digits=2) if r is not BPR_STUDENT else "-",
+                 Stat(res.values(r.name, "epochs_run"), digits=0), seeds_text(res.seeds(r.name))])
+  s.add(Table(["configuration", "valid H@5", "test H@5", "test M@5", "rank gap user / item",
+               "s/epoch", "vs student", "refresh s", "epochs run", "seeds"], rows), "epoch_time")
+  labels = list(EPOCH_TIME)
+  ttest_lines(s, res, [(f"{label} vs `dcd.flags`", EPOCH_TIME[label], BPR_DCD, None)
+                       for label in labels[2:]], "H@5")
+  per_seed_lines(s, res, EPOCH_TIME, "H@5")
+  return s
+
+
 def experiments(grid=None):
   fig1b, fig1b_runs = dcd_fig1b(tuple(grid or DEFAULT_GRID))
   return (
@@ -239,6 +288,8 @@ def experiments(grid=None):
       Experiment("dcd_fig1a", "DCD paper, Figure 1a", tuple(FIG1A.values()), dcd_fig1a),
       Experiment("dcd_fidelity", "DCD paper, Table 2: what DCD's gain over RRD depends on",
                  tuple(FIDELITY.values()), dcd_fidelity),
+      Experiment("dcd_speed", "the main job's epoch time (issue 40)", tuple(EPOCH_TIME.values()),
+                 dcd_speed),
       Experiment("dcd_fig1b", "DCD paper, Figure 1b", fig1b_runs, fig1b, default_seeds=(0,)),
       Experiment("speed", "DCD paper, Table 1",
                  (*(r for runs in MODELS.values() for r in runs.values()), *RANK_TIMES.values()),

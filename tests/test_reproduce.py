@@ -250,7 +250,7 @@ def test_report_only_with_nothing_run_says_so_in_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("argv, expected", [
     (["--experiment=table9"], "--experiment=table9: unknown experiment; expected one of "
                               "cd_fig6, cd_table2, dcd_fidelity, dcd_fig1a, dcd_fig1b, "
-                              "dcd_table2, dcd_table3, speed"),
+                              "dcd_speed, dcd_table2, dcd_table3, speed"),
     ([], "--experiment: missing; expected one of dcd_table2"),
     (["--experiment=dcd_table2", "--seeds=0,x"], "--seeds=0,x: expected integers"),
     (["--experiment=dcd_fig1b", "--grid=0,1e-3"], "--grid=0,1e-3: expected at least 3 values"),
@@ -369,3 +369,23 @@ def test_report_names_the_runs_it_left_out(tmp_path):
       "- Not finished (left out): `bpr_dcd_wo_item` seeds 0-2; `bpr_dcd_wo_user` seeds 0-2; "
       "`bpr_dcd` seeds 0-2.")
   assert "| RRD |" in report_text(tmp_path) and "| DCD | - | - | - | none |" in report_text(tmp_path)
+
+
+def test_dcd_speed_refresh_seconds_are_the_median_after_the_first():
+  from benchmarks import experiments_dcd
+
+  class Res:  # two seeds' metrics.json `refreshes`; seed 2 has none (a plain student)
+    def seeds(self, name):
+      return [0, 1, 2]
+
+    def metrics(self, name, seed):
+      return {0: {"refreshes": [{"epoch": 0, "refresh_seconds": 20.0},
+                                {"epoch": 1, "refresh_seconds": 1.0},
+                                {"epoch": 2, "refresh_seconds": 3.0},
+                                {"epoch": 3, "refresh_seconds": 2.0}]},
+              1: {"refreshes": [{"epoch": 0, "refresh_seconds": 9.0},
+                                {"epoch": 5, "refresh_seconds": 0.5}]},
+              2: {}}[seed]
+
+  assert experiments_dcd.refresh_seconds(Res(), experiments_dcd.BPR_DCD_ROLLING) == \
+      {0: 2.0, 1: 0.5}
