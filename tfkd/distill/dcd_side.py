@@ -111,10 +111,9 @@ class Side:
 
   def chunks(self, rows=None):
     """`rows` (default: every row) in chunks of `chunk_size`: the units of a refresh's draws."""
-    if rows is None:
-      return list(ranks.row_chunks(self.scorer.num_rows, self.config.chunk_size))
-    rows = np.asarray(rows, np.int32)
-    return [rows[i:i + self.config.chunk_size] for i in range(0, len(rows), self.config.chunk_size)]
+    rows = np.arange(self.scorer.num_rows) if rows is None else np.asarray(rows)
+    size = self.config.chunk_size  # with every row: ranks.row_chunks's chunks
+    return [rows[i:i + size].astype(np.int32) for i in range(0, len(rows), size)]
 
   def snapshot(self, student, rows=None):
     """Every slice's masked student scores of `rows` (default: all), keyed by the slice's first
