@@ -161,6 +161,17 @@ def _count(n):
   return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else f"{n:.0f}"
 
 
+def _ratio(stat, base):
+  """'<mean / base>x', or '-' without both."""
+  return f"{stat.mean / base:.2f}x" if stat.mean is not None and base else "-"
+
+
+def _accuracy_cells(res, r):
+  """[validation H@5, test H@5, test M@5] over the run's seeds."""
+  return [Stat(res.values(r.name, "valid", "H@5")), Stat(res.values(r.name, "test", "H@5")),
+          Stat(res.values(r.name, "test", "M@5"))]
+
+
 def speed(res):
   s = Section("DCD Table 1: parameters, time to rank all users, epoch times")
   s.add("Parameters (metrics.json `num_parameters`) and the seconds to score and take the top 50 "
@@ -187,8 +198,7 @@ def speed(res):
     base = Stat(res.values(runs["Student"].name, "seconds_per_epoch")).mean
     for method, r in runs.items():
       st = Stat(res.values(r.name, "seconds_per_epoch"), digits=3)
-      ratio = f"{st.mean / base:.2f}x" if st.mean is not None and base else "-"
-      rows.append([model, method, st, ratio, Stat(res.values(r.name, "epochs_run"), digits=0),
+      rows.append([model, method, st, _ratio(st, base), Stat(res.values(r.name, "epochs_run"), digits=0),
                    seeds_text(res.seeds(r.name))])
   s.add(Table(["model", "method", "s/epoch", "vs student", "epochs run", "seeds"], rows),
         "epochs")
@@ -216,9 +226,8 @@ def dcd_fidelity(res):
         "measured them (refreshes included).")
   rows = []
   for label, r in FIDELITY.items():
-    rows.append([label, Stat(res.values(r.name, "valid", "H@5")),
-                 Stat(res.values(r.name, "test", "H@5")), Stat(res.values(r.name, "test", "M@5")),
-                 gap_cell(res, r), Stat(res.values(r.name, "seconds_per_epoch"), digits=2),
+    rows.append([label, *_accuracy_cells(res, r), gap_cell(res, r),
+                 Stat(res.values(r.name, "seconds_per_epoch"), digits=2),
                  seeds_text(res.seeds(r.name))])
   s.add(Table(["configuration", "valid H@5", "test H@5", "test M@5", "rank gap user / item",
                "s/epoch", "seeds"], rows), "fidelity")
@@ -264,10 +273,8 @@ def dcd_speed(res):
   rows = []
   for label, r in EPOCH_TIME.items():
     st = Stat(res.values(r.name, "seconds_per_epoch"), digits=3)
-    ratio = f"{st.mean / base:.2f}x" if st.mean is not None and base else "-"
-    rows.append([label, Stat(res.values(r.name, "valid", "H@5")),
-                 Stat(res.values(r.name, "test", "H@5")), Stat(res.values(r.name, "test", "M@5")),
-                 gap_cell(res, r) if r is not BPR_STUDENT else "-", st, ratio,
+    rows.append([label, *_accuracy_cells(res, r),
+                 gap_cell(res, r) if r is not BPR_STUDENT else "-", st, _ratio(st, base),
                  Stat(refresh_seconds(res, r), digits=2) if r is not BPR_STUDENT else "-",
                  Stat(res.values(r.name, "epochs_run"), digits=0), seeds_text(res.seeds(r.name))])
   s.add(Table(["configuration", "valid H@5", "test H@5", "test M@5", "rank gap user / item",

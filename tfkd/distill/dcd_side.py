@@ -65,8 +65,8 @@ class Side:
     if not self._cache_ranks or self.teacher_ranks is not None:
       return
     kept = np.empty((self.scorer.num_rows, self.scorer.num_cols), self._rank_dtype)
-    for rows in ranks.row_chunks(self.scorer.num_rows, self.config.chunk_size):
-      for part in self._slices(rows):
+    for chunk in self.chunks():
+      for part in self._slices(chunk):
         kept[part] = self.ops.all_ranks(self.ops.scores(self.scorer, teacher, part))
     self.teacher_ranks = kept
 
@@ -161,8 +161,8 @@ class Side:
 
 
 def _into(variable, rows, values):
-  """The variable's value with `rows` replaced by `values` (host arrays: a scatter into a
-  distributed variable is not supported by every strategy)."""
+  """The variable's value with `rows` replaced by `values`, on the host, so that a partial
+  refresh assigns the whole variable as a whole refresh does."""
   full = variable.numpy()
   full[np.asarray(rows)] = np.asarray(values)
   return full
