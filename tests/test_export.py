@@ -159,7 +159,9 @@ def cli(*args):
   return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
-@pytest.mark.parametrize("name", sorted(models.MODELS))
+# Every model's export is checked with TF-Serving's own loader above; the CLI check runs on two
+# (a built-in model and the example one registered by conftest), each call a fresh process.
+@pytest.mark.parametrize("name", ["bpr", "squared_mf"])
 def test_saved_model_cli_show_and_run(tiny, tmp_path, name):
   model = random_model(name, tiny)
   path = serving.export(model, tiny, str(tmp_path / name), top_n=TOP_N)

@@ -57,8 +57,8 @@ def weights(workdir):
 
 
 @pytest.mark.parametrize("trainer,extra", [
-    ("trainers.train", ["--model=cdae", "--epochs=40"]),
-    ("trainers.distill", ["--method=dcd", "--epochs=40", "--refresh_every=3", "--rrd_top=30",
+    ("trainers.train", ["--model=cdae", "--epochs=16"]),
+    ("trainers.distill", ["--method=dcd", "--epochs=16", "--refresh_every=3", "--rrd_top=30",
                           "--rrd_k=5", "--rrd_l=5", "--dcd_top=30", "--dcd_item_top=20",
                           "--dcd_num_under=4", "--dcd_num_over=4", "--dcd_item_num_under=4",
                           "--dcd_item_num_over=4", "--ir_rrd_weight=1e-3"]),
