@@ -106,6 +106,24 @@ def test_list_pairs_scores_the_lists_of_the_batchs_first_pairs_only(tiny):
     assert parts[part] == pytest.approx(weight * expected, rel=1e-4), part
 
 
+def test_list_items_batch_gives_lists_to_the_sampled_negatives_too(tiny):
+  """--list_items=batch: the item side's rows are every distinct item of the batch's pairs (the
+  first list_pairs of them), negatives included; the part is the mean NLL over those rows."""
+  distiller, method, _ = rrd_setup(tiny, item_weight=1e-2, list_pairs=10, list_items="batch")
+  x = batch(tiny, method, epoch=2)
+  _, items = (r.numpy() for r in method.batch_rows(x))
+  first = x["item"].numpy()[:10]
+  assert first.shape[1] > 1 and sorted(items) == sorted(set(first.reshape(-1)))
+  assert set(items) - set(first[:, 0])  # negatives that are no pair's positive
+  scores = distiller.student.score_item_users(
+      items, method.lists["item"].numpy()[items]).numpy().astype(np.float64)
+  expected = np.mean([perm_nll(r[:4], r[4:]) for r in scores])
+  got = float(method.loss_parts(distiller.student, x)["ir_rrd_loss"])
+  assert got == pytest.approx(method.config.item_weight * expected, rel=1e-4)
+  with pytest.raises(ConfigError, match="list_items must be 'positives' or 'batch'"):
+    RRD(RRDConfig(list_items="negatives"))
+
+
 def test_negative_list_pairs_is_refused():
   with pytest.raises(ConfigError, match="list_pairs must be >= 0"):
     RRD(RRDConfig(list_pairs=-1))

@@ -71,7 +71,7 @@ def test_gather_dot_scores_and_gradients_equal_under_xla():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def distill_setup(d, method_name, list_pairs=0):
+def distill_setup(d, method_name, list_pairs=0, list_items="positives"):
   """A BPR teacher / student pair on `d` with RRD or DCD lists long enough (18 columns per row,
   over ops.LONG_LIST) for the gathered-list path; both sides; lists drawn / refreshed."""
   keras.utils.set_random_seed(0)
@@ -79,7 +79,7 @@ def distill_setup(d, method_name, list_pairs=0):
   student = models.build("bpr", d.num_users, d.num_items, dim=4, init_stddev=0.3, l2=1e-2)
   rrd_config = RRDConfig(top=30, num_interesting=8, num_uninteresting=10, item_top=20,
                          item_num_interesting=8, item_num_uninteresting=10, weight=0.1,
-                         item_weight=0.05, list_pairs=list_pairs)
+                         item_weight=0.05, list_pairs=list_pairs, list_items=list_items)
   if method_name == "rrd":
     method = RRD(rrd_config)
   else:
@@ -101,9 +101,10 @@ def batches(d, n):
   return list(pipelines.pairwise(d, 32, seed=0).take(n))
 
 
-@pytest.mark.parametrize("method_name,list_pairs", [("rrd", 0), ("dcd", 0), ("dcd", 12)])
-def test_loss_parts_and_gradients_equal_under_xla(tiny, method_name, list_pairs):
-  distiller, method = distill_setup(tiny, method_name, list_pairs)
+@pytest.mark.parametrize("method_name,list_pairs,list_items", [
+    ("rrd", 0, "positives"), ("dcd", 0, "positives"), ("dcd", 12, "batch")])
+def test_loss_parts_and_gradients_equal_under_xla(tiny, method_name, list_pairs, list_items):
+  distiller, method = distill_setup(tiny, method_name, list_pairs, list_items)
   student = distiller.student
   x = batches(tiny, 1)[0]
   # A batch with repeated users and items: the compiled form's zero-weight rows are exercised.

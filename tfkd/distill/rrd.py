@@ -19,8 +19,9 @@ as many list passes; DCD's correction lists follow the same rows.
 `variant="full"`: the unsampled form the reference maintainer later recommended: all top-K items in
 teacher order, every other unobserved item as the tail.
 
-Item side (IR-RRD), enabled by `item_weight > 0`: the same for each positive item of the batch,
-over the teacher's ranking of the users who did not interact with it.
+Item side (IR-RRD), enabled by `item_weight > 0`: the same for each positive item of the batch
+(`list_items="batch"`: each item of the batch, its sampled negatives too), over the teacher's
+ranking of the users who did not interact with it.
 """
 
 import dataclasses
@@ -65,6 +66,12 @@ class RRDConfig:
       0, "RRD / DCD: score the lists of the users (and positive items) of each batch's first N "
       "(user, item) pairs only, a uniform sample of the shuffled batch; 0: of all its pairs (the "
       "reference's schedule).", flag="list_pairs", lower=0)
+  # "The items in the batch" (DCD's ICD, IR-RRD): the paper does not say whether the sampled
+  # negatives count; the reference lineage reads it both ways (docs/dcd_fidelity.md, section 3).
+  list_items: str = setting(
+      "positives", "RRD / DCD item side: the lists of the batch's positive items only, or of "
+      "every item of the batch (positives and the sampled negatives).", flag="list_items",
+      choices=("positives", "batch"))
   seed: int = setting(0, common="seed")
 
   def validate(self):
@@ -76,6 +83,8 @@ class RRDConfig:
     if self.item_weight and self.item_num_interesting > self.item_top:
       raise ConfigError(f"rrd: item-side K={self.item_num_interesting} exceeds the item-side "
                         f"top list of {self.item_top}")
+    if self.list_items not in ("positives", "batch"):
+      raise ConfigError(f"list_items must be 'positives' or 'batch', got {self.list_items!r}")
     if self.list_pairs < 0:
       raise ConfigError(f"list_pairs must be >= 0 (0: every pair of the batch), got "
                         f"{self.list_pairs}")
@@ -214,14 +223,16 @@ class RRD(base.Method):
     return [self.lists[side] for side in sorted(self.lists)]
 
   def batch_rows(self, x):
-    """The batch's distinct users, and its distinct positive items (item side); under XLA all of
-    them, sorted, the repeats weighed 0 by `list_losses` (`ops.distinct`). With `list_pairs`,
-    those of the batch's first `list_pairs` pairs only (each replica its share)."""
-    users, items = x["user"], x["item"][:, 0]
+    """The batch's distinct users, and its distinct positive items (item side; with
+    `list_items="batch"` its distinct items, the sampled negatives too); under XLA all of them,
+    sorted, the repeats weighed 0 by `list_losses` (`ops.distinct`). With `list_pairs`, those of
+    the batch's first `list_pairs` pairs only (each replica its share)."""
+    users, items = x["user"], x["item"]
     if self.config.list_pairs:
       replicas = tf.distribute.get_strategy().num_replicas_in_sync
       n = -(-self.config.list_pairs // replicas)
       users, items = users[:n], items[:n]
+    items = items[:, 0] if self.config.list_items == "positives" else tf.reshape(items, [-1])
     return ops.distinct(users), ops.distinct(items)
 
   def full_user_loss(self, student, users):
