@@ -211,10 +211,22 @@ def speed(res):
 BPR_DCD_R5 = run("bpr_dcd_r5", "dcd_refresh5", teacher=BPR_TEACHER)
 BPR_DCD_R5_ALL = run("bpr_dcd_r5_all", "dcd_refresh5", extra=("--dcd_candidates=all",),
                      teacher=BPR_TEACHER)
+# The item side's rows (issue 39: "the items in the batch", positives only or the negatives too)
+# and the unsampled RRD base (the full tail; 128 list pairs keep its epoch affordable, and its
+# ragged tail mask has no static shape for XLA).
+BPR_DCD_ITEMS_BATCH = run("bpr_dcd_items_batch", "dcd", extra=("--list_items=batch",),
+                          teacher=BPR_TEACHER)
+_FULL = ("--rrd_variant=full", "--list_pairs=128")
+BPR_RRD_FULL = run("bpr_rrd_full", "rrd", extra=_FULL, teacher=BPR_TEACHER)
+BPR_DCD_FULL = run("bpr_dcd_full", "dcd", extra=(*_FULL, "--nojit_compile"), teacher=BPR_TEACHER)
 FIDELITY = {"RRD (`rrd.flags`)": BPR_RRD,
             "DCD, refresh 5, union (`dcd_refresh5.flags`)": BPR_DCD_R5,
             "DCD, refresh 5, all candidates": BPR_DCD_R5_ALL,
-            "DCD, refresh 1, union (`dcd.flags`)": BPR_DCD}
+            "DCD, refresh 1, union (`dcd.flags`)": BPR_DCD,
+            "DCD, item lists for every item of the batch (`--list_items=batch`)":
+                BPR_DCD_ITEMS_BATCH,
+            "RRD-full (`--rrd_variant=full --list_pairs=128`)": BPR_RRD_FULL,
+            "DCD-full (`dcd.flags` + the same)": BPR_DCD_FULL}
 
 
 def dcd_fidelity(res):
@@ -234,7 +246,10 @@ def dcd_fidelity(res):
   labels = list(FIDELITY)
   ttest_lines(s, res, [(f"{label} vs RRD", FIDELITY[label], BPR_RRD, None)
                        for label in labels[1:]]
-              + [("all vs union candidates at refresh 5", BPR_DCD_R5_ALL, BPR_DCD_R5, None)],
+              + [("all vs union candidates at refresh 5", BPR_DCD_R5_ALL, BPR_DCD_R5, None),
+                 ("items of the whole batch vs positives", BPR_DCD_ITEMS_BATCH, BPR_DCD, None),
+                 ("DCD-full vs RRD-full", BPR_DCD_FULL, BPR_RRD_FULL, None),
+                 ("DCD-full vs DCD", BPR_DCD_FULL, BPR_DCD, None)],
               "H@5")
   per_seed_lines(s, res, FIDELITY, "H@5")
   return s
