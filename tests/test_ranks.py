@@ -114,6 +114,22 @@ def test_mean_rank_gap_matches_numpy(tiny, side):
   assert got == pytest.approx(expected, rel=1e-6)
 
 
+def test_mean_rank_gap_scores_at_most_score_bytes_at_a_time(tiny, monkeypatch):
+  """The chunk of rows shrinks to SCORE_BYTES of scores; the mean is the same."""
+  rng = np.random.default_rng(2)
+  matrix = rng.normal(size=(tiny.num_users, tiny.num_items)).astype(np.float32)
+  scorer = ranks.SideScorer(tiny, "user")
+  top = np.argsort(-matrix, axis=1)[:, :3]
+  expected = ranks.mean_rank_gap(FixedScores(matrix), scorer, top, chunk_size=1024)
+  seen = []
+  scores = scorer.scores
+  monkeypatch.setattr(scorer, "scores", lambda m, rows: seen.append(len(rows)) or scores(m, rows))
+  monkeypatch.setattr(ranks, "SCORE_BYTES", 2 * tiny.num_items * 4 + 1)
+  got = ranks.mean_rank_gap(FixedScores(matrix), scorer, top, chunk_size=1024)
+  assert max(seen) == 2 and sum(seen) == tiny.num_users
+  assert got == pytest.approx(expected, rel=1e-6)
+
+
 def test_final_rank_gaps_reads_the_top_of_deeper_knowledge(tiny):
   """final_rank_gaps measures over the first `top` columns of each side's teacher list, however
   deep the knowledge is, and gap_depths caps the depth at the other side's size."""

@@ -21,8 +21,8 @@ from tfkd.distill import losses_impl, ranks, refresh_device, samplers
 from tfkd.errors import ConfigError
 
 # A refresh scores and ranks at most this many bytes of float32 score rows at a time (a slice of
-# a chunk of rows: 333 CiteULike users, where a 1,024-user chunk is 103 MB).
-_SCORE_BYTES = 32 << 20
+# a chunk of rows).
+_SCORE_BYTES = ranks.SCORE_BYTES
 
 
 class Side:

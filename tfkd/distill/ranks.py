@@ -155,11 +155,18 @@ def row_chunks(num_rows, chunk_size):
     yield np.arange(start, min(start + chunk_size, num_rows), dtype=np.int32)
 
 
+# The passes that hold whole score rows of one model (DCD's refresh, the final rank gaps) hold at
+# most this many bytes of float32 scores at a time: 333 CiteULike users, where a chunk of 1,024
+# users is 103 MB (and was the main job's peak, as the final rank gaps; docs/memory.md).
+SCORE_BYTES = 32 << 20
+
+
 def mean_rank_gap(model, scorer, teacher_top, chunk_size=1024):
   """Mean |R_S - R_T| of `model` over `teacher_top` [num_rows, n] (all rows of `scorer`'s side),
-  computed in chunks of rows."""
+  computed in chunks of at most `chunk_size` rows and SCORE_BYTES of scores."""
   total, count = 0.0, 0
-  for rows in row_chunks(scorer.num_rows, chunk_size):
+  size = max(1, min(chunk_size, SCORE_BYTES // (4 * scorer.num_cols)))
+  for rows in row_chunks(scorer.num_rows, size):
     gaps = rank_gaps(scorer.scores(model, rows), teacher_top[rows])
     total += float(gaps.sum())
     count += gaps.size
