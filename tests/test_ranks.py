@@ -191,3 +191,23 @@ def test_device_scores_are_the_host_scores_on_the_device(tiny, side):
   got = refresh_device.DeviceOps.scores(scorer, FixedScores(matrix), rows)
   assert isinstance(got, tf.Tensor)
   np.testing.assert_array_equal(got.numpy(), scorer.scores(FixedScores(matrix), rows))
+
+
+def test_scoring_traces_at_most_twice_per_model_and_side(tiny):
+  """The refresh scores slices of varying length with two models on two sides: each (model,
+  side) has its own function, traced for the first length and once more with the row dimension
+  relaxed, whatever the number of calls (no retracing warning from TensorFlow)."""
+  import keras
+  from tfkd import models
+  keras.utils.set_random_seed(0)
+  pair = [models.build("bpr", tiny.num_users, tiny.num_items, dim=d) for d in (4, 6)]
+  for model in pair:
+    for side, n in (("user", tiny.num_users), ("item", tiny.num_items)):
+      for length in (5, 4, 3, 5, 2, 1, 4):
+        rows = np.arange(length) % n
+        got = ranks.score_rows(model, rows, side).numpy()
+        expected = (model.score_all(rows) if side == "user"
+                    else tf.transpose(model.score_all(np.arange(tiny.num_users)))
+                    .numpy()[rows])
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+      assert ranks._scoring_function(model, side).experimental_get_tracing_count() <= 2

@@ -12,6 +12,7 @@ Rows are users (columns: items) on the user side and items (columns: users) on t
 
 import concurrent.futures
 import os
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -230,9 +231,22 @@ class SideScorer:
 
 def score_rows(model, rows, side):
   """float32 tensor [len(rows), num_cols]: `model`'s scores of `side`'s rows, unmasked."""
-  return _raw(model, tf.constant(np.asarray(rows, np.int32)), side == "user")
+  return _scoring_function(model, side)(tf.constant(np.asarray(rows, np.int32)))
 
 
-@tf.function(reduce_retracing=True)
-def _raw(model, rows, user_side):
-  return model.score_all(rows) if user_side else lists.score_users(model, rows)
+# One tf.function per (model, side). A single function taking the model as an argument traced
+# once per model, side and slice length, and TensorFlow warned of excessive retracing in every
+# run of the chunked refresh (teacher and student, both sides). Each of these traces at most
+# twice: a second length relaxes the row dimension (reduce_retracing). Weak keys: a model's
+# functions go with it (they hold a weak reference to it, and its variables).
+_SCORING = weakref.WeakKeyDictionary()
+
+
+def _scoring_function(model, side):
+  functions = _SCORING.setdefault(model, {})
+  if side not in functions:
+    ref = weakref.ref(model)
+    score = ((lambda rows: ref().score_all(rows)) if side == "user"
+             else (lambda rows: lists.score_users(ref(), rows)))
+    functions[side] = tf.function(score, reduce_retracing=True)
+  return functions[side]
