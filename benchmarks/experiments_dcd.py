@@ -198,8 +198,8 @@ def speed(res):
     base = Stat(res.values(runs["Student"].name, "seconds_per_epoch")).mean
     for method, r in runs.items():
       st = Stat(res.values(r.name, "seconds_per_epoch"), digits=3)
-      rows.append([model, method, st, _ratio(st, base), Stat(res.values(r.name, "epochs_run"), digits=0),
-                   seeds_text(res.seeds(r.name))])
+      rows.append([model, method, st, _ratio(st, base),
+                   Stat(res.values(r.name, "epochs_run"), digits=0), seeds_text(res.seeds(r.name))])
   s.add(Table(["model", "method", "s/epoch", "vs student", "epochs run", "seeds"], rows),
         "epochs")
   return s

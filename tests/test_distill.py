@@ -120,7 +120,7 @@ def test_list_items_batch_gives_lists_to_the_sampled_negatives_too(tiny):
   expected = np.mean([perm_nll(r[:4], r[4:]) for r in scores])
   got = float(method.loss_parts(distiller.student, x)["ir_rrd_loss"])
   assert got == pytest.approx(method.config.item_weight * expected, rel=1e-4)
-  with pytest.raises(ConfigError, match="list_items must be 'positives' or 'batch'"):
+  with pytest.raises(ConfigError, match="rrd list_items must be one of positives, batch"):
     RRD(RRDConfig(list_items="negatives"))
 
 

@@ -275,8 +275,8 @@ def test_killed_background_run_resumes_to_the_same_result(tmp_path):
   # One run covers both: a background refresh pending at the kill, and a rolling part.
   refresh = ["--dcd_background", "--dcd_draws=numpy", "--dcd_refresh_parts=3"]
   extra = ["--method=dcd", "--epochs=10", "--refresh_every=1", *refresh, "--rrd_top=30",
-           "--rrd_k=5", "--rrd_l=5", "--dcd_top=30", "--dcd_item_top=20", "--dcd_num_under=4", "--dcd_num_over=4",
-           "--dcd_item_num_under=4", "--dcd_item_num_over=4", "--dcd_user_weight=1.0"]
+           "--rrd_k=5", "--rrd_l=5", "--dcd_top=30", "--dcd_item_top=20", "--dcd_num_under=4",
+           "--dcd_num_over=4", "--dcd_item_num_under=4", "--dcd_item_num_over=4", "--dcd_user_weight=1.0"]
   env = subprocess_env(tmp_path)
   args = trainer_args(tmp_path, "trainers.distill", [*COMMON, *extra])
   whole, broken = str(tmp_path / "whole"), str(tmp_path / "broken")

@@ -75,16 +75,12 @@ class RRDConfig:
   seed: int = setting(0, common="seed")
 
   def validate(self):
-    if self.variant not in ("sampled", "full"):
-      raise ConfigError(f"rrd variant must be 'sampled' or 'full', got {self.variant!r}")
     if self.num_interesting > self.top:
       raise ConfigError(f"rrd: K={self.num_interesting} interesting items cannot be drawn from "
                         f"a top list of {self.top}")
     if self.item_weight and self.item_num_interesting > self.item_top:
       raise ConfigError(f"rrd: item-side K={self.item_num_interesting} exceeds the item-side "
                         f"top list of {self.item_top}")
-    if self.list_items not in ("positives", "batch"):
-      raise ConfigError(f"list_items must be 'positives' or 'batch', got {self.list_items!r}")
     if self.list_pairs < 0:
       raise ConfigError(f"list_pairs must be >= 0 (0: every pair of the batch), got "
                         f"{self.list_pairs}")
